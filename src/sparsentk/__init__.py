@@ -1,0 +1,20 @@
+"""sparsentk: wide ReLU networks with sparse activation induced by large bias, and the bias-generalized NTK.
+
+Implements Yang et al., "Neural Networks with Sparse Activation Induced by Large Bias: Tighter Analysis with
+Bias-Generalized NTK" (arXiv 2301.00327) and companions (arXiv 2305.08813, arXiv 2111.01875).
+"""
+
+from sparsentk import data
+from sparsentk.network import ShallowReLU
+from sparsentk.training import History, TrainingDiverged, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "History",
+    "ShallowReLU",
+    "TrainingDiverged",
+    "__version__",
+    "data",
+    "train",
+]
