@@ -93,13 +93,10 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                missing = {"X", "y"} - set(data.files)
-                if missing:
-                    raise ValueError(
-                        f"path: {str(path)!r} must hold arrays 'X' and 'y', found {sorted(data.files)}"
-                    )
-                X, y = data["X"], data["y"]
+            arrays = _read_npz(path)
+            if {"X", "y"} - set(arrays):
+                raise ValueError(f"path: {str(path)!r} must hold arrays 'X' and 'y', found {sorted(arrays)}")
+            X, y = arrays["X"], arrays["y"]
         elif suffix == ".npy":
             stem = path.stem
             if "X" not in stem:
@@ -108,7 +105,7 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             y_path = path.with_name(stem[:cut] + "y" + stem[cut + 1 :] + path.suffix)
             if not y_path.exists():
                 raise ValueError(f"path: labels file {str(y_path)!r} (beside {str(path)!r}) not found")
-            X, y = np.load(path, allow_pickle=False), np.load(y_path, allow_pickle=False)
+            X, y = _read_npy(path), _read_npy(y_path)
         elif suffix == ".csv":
             X, y = _read_csv(path)
         else:
@@ -118,6 +115,21 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     X = check_matrix(X, "X", dtype=np.float64)
     y = check_vector(y, "y", length=X.shape[0], dtype=np.float64)
     return X, y
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except ValueError as err:
+        raise ValueError(f"path: {str(path)!r} is not a readable .npz file (without pickled objects): {err}") from err
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"path: {str(path)!r} is not a readable .npy file (without pickled objects): {err}") from err
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:

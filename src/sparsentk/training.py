@@ -173,6 +173,7 @@ class _DenseEngine:
         self.bits0: list[np.ndarray] | None = None
         self.residual = np.zeros(X.shape[0], dtype=net.dtype)
 
+    @np.errstate(over="ignore", invalid="ignore")
     def evaluate(self) -> dict[str, float]:
         net, X = self.net, self.X
         n = X.shape[0]
@@ -210,6 +211,7 @@ class _DenseEngine:
             "movement_b": move_b,
         }
 
+    @np.errstate(over="ignore", invalid="ignore")
     def step(self, lr: float) -> None:
         net, X = self.net, self.X
         np.copyto(self.W_prev, net.W)
