@@ -185,11 +185,10 @@ class _DenseEngine:
         for k, (lo, hi) in enumerate(self.blocks):
             z = X @ net.W[lo:hi].T
             z -= net.b[lo:hi]
-            mask = z >= 0
+            packed = np.packbits(z >= 0, axis=1)
             np.maximum(z, 0, out=z)
             f += z @ net.a[lo:hi]
-            counts += mask.sum(axis=1)
-            packed = np.packbits(mask, axis=1)
+            counts += np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
             bits.append(packed)
             if self.bits0 is not None:
                 flips += int(np.bitwise_count(packed ^ self.bits0[k]).sum())
@@ -217,13 +216,16 @@ class _DenseEngine:
         np.copyto(self.W_prev, net.W)
         np.copyto(self.b_prev, net.b)
         scale = (-lr / math.sqrt(net.width)) * net.a
+        # [r ∘ X, r]: one product with the activation block gives Σ_i r_i 1[..] x_i and Σ_i r_i 1[..] together
+        rX = np.empty((X.shape[0], X.shape[1] + 1), dtype=net.dtype)
+        np.multiply(X, self.residual[:, None], out=rX[:, :-1])
+        rX[:, -1] = self.residual
         for k, (lo, hi) in enumerate(self.blocks):
-            g = np.unpackbits(self.bits[k], axis=1, count=hi - lo).astype(net.dtype)
-            g *= self.residual[:, None]
-            gW = g.T @ X
-            gW *= scale[lo:hi, None]
-            net.W[lo:hi] += gW
-            net.b[lo:hi] -= scale[lo:hi] * g.sum(axis=0)
+            mask = np.unpackbits(self.bits[k], axis=1, count=hi - lo).astype(net.dtype)
+            g = mask.T @ rX
+            g *= scale[lo:hi, None]
+            net.W[lo:hi] += g[:, :-1]
+            net.b[lo:hi] -= g[:, -1]
 
     def revert(self) -> None:
         np.copyto(self.net.W, self.W_prev)
