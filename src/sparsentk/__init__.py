@@ -5,6 +5,15 @@ Bias-Generalized NTK" (arXiv 2301.00327) and companions (arXiv 2305.08813, arXiv
 """
 
 from sparsentk import data
+from sparsentk.kernels import (
+    bias_ntk,
+    condition_number,
+    empirical_ntk,
+    kernel_regression,
+    lambda_min,
+    ntk_predictions,
+    orthant_probability,
+)
 from sparsentk.network import ShallowReLU
 from sparsentk.training import History, TrainingDiverged, train
 
@@ -15,6 +24,13 @@ __all__ = [
     "ShallowReLU",
     "TrainingDiverged",
     "__version__",
+    "bias_ntk",
+    "condition_number",
+    "empirical_ntk",
+    "kernel_regression",
+    "lambda_min",
+    "ntk_predictions",
+    "orthant_probability",
     "data",
     "train",
 ]
