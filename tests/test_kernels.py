@@ -140,7 +140,8 @@ def test_kernel_regression_with_ridge_matches_solve():
     X = unit_rows(rng, 10, 3)
     K = snt.bias_ntk(X, 0.5)
     y = rng.normal(size=10)
-    np.testing.assert_allclose(snt.kernel_regression(K, y, K[:2], ridge=0.1), K[:2] @ np.linalg.solve(K + 0.1 * np.eye(10), y))
+    expected = K[:2] @ np.linalg.solve(K + 0.1 * np.eye(10), y)
+    np.testing.assert_allclose(snt.kernel_regression(K, y, K[:2], ridge=0.1), expected)
 
 
 def test_kernel_bad_input():

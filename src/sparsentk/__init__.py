@@ -26,11 +26,11 @@ __all__ = [
     "__version__",
     "bias_ntk",
     "condition_number",
+    "data",
     "empirical_ntk",
     "kernel_regression",
     "lambda_min",
     "ntk_predictions",
     "orthant_probability",
-    "data",
     "train",
 ]
