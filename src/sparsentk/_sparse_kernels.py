@@ -1,0 +1,208 @@
+"""Compiled loops of the exact sparse GD (see ``sparsentk._sparse``). Neuron-major, one thread per neuron range.
+
+Candidate pairs are stored as a CSR structure over neurons: ``ptr`` (width + 1), ``idx`` (input of each pair),
+``init`` (pair active at t = 0) and ``act`` (pair active at the current iterate). Reductions over inputs go to
+per-thread buffers that are summed in a fixed order, so results depend only on the thread count.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_FAST = {"reassoc", "contract"}
+
+
+@numba.njit(cache=True)
+def split_by_work(ptr, parts):  # pragma: no cover - compiled
+    """Contiguous neuron ranges with about equal candidate counts (plus one unit per neuron)."""
+    m = ptr.shape[0] - 1
+    total = ptr[m] + m
+    bounds = np.empty(parts + 1, dtype=np.int64)
+    bounds[0] = 0
+    r = 0
+    for p in range(1, parts):
+        target = total * p // parts
+        while r < m and ptr[r] + r < target:
+            r += 1
+        bounds[p] = r
+    bounds[parts] = m
+    return bounds
+
+
+@numba.njit(parallel=True, fastmath=_FAST, cache=True)
+def forward(X, W, b, a, ptr, idx, init, act, bounds, f_part, count_part):  # pragma: no cover - compiled
+    """Pre-activations of candidate pairs: sets ``act``, accumulates a_r relu(z) and active counts per input.
+
+    Returns (active pairs, active pairs that were active at t = 0).
+    """
+    parts = bounds.shape[0] - 1
+    d = X.shape[1]
+    n_act = np.zeros(parts, dtype=np.int64)
+    n_both = np.zeros(parts, dtype=np.int64)
+    for p in numba.prange(parts):
+        f = f_part[p]
+        c = count_part[p]
+        f[:] = 0.0
+        c[:] = 0
+        na = 0
+        nb = 0
+        for r in range(bounds[p], bounds[p + 1]):
+            w = W[r]
+            br = np.float64(b[r])
+            ar = np.float64(a[r])
+            for q in range(ptr[r], ptr[r + 1]):
+                i = idx[q]
+                x = X[i]
+                s = 0.0
+                for k in range(d):
+                    s += np.float64(x[k]) * np.float64(w[k])
+                z = s - br
+                if z >= 0.0:
+                    act[q] = 1
+                    f[i] += ar * z
+                    c[i] += 1
+                    na += 1
+                    nb += init[q]
+                else:
+                    act[q] = 0
+        n_act[p] = na
+        n_both[p] = nb
+    return n_act.sum(), n_both.sum()
+
+
+@numba.njit(parallel=True, fastmath=_FAST, cache=True)
+def backward_update(X, W, b, a, ptr, idx, act, residual, step, W0, b0, xnorm, moved, dist_w, dist_b,
+                    touched, old_W, old_b, bounds):  # pragma: no cover - compiled
+    r"""One GD step on the neurons with active pairs: w_r -= step·a_r Σ_i r_i x_i, b_r += step·a_r Σ_i r_i.
+
+    Saves the old rows (for revert) in ``old_W``/``old_b`` at the slot of the neuron in ``touched`` (−1 when not
+    touched), adds the certificate movement ‖Δw_r‖·max‖x‖ + |Δb_r| to ``moved`` and refreshes the distances from
+    initialization ``dist_w``, ``dist_b``.
+    """
+    parts = bounds.shape[0] - 1
+    d = X.shape[1]
+    for p in numba.prange(parts):
+        g = np.zeros(d)
+        for r in range(bounds[p], bounds[p + 1]):
+            touched[r] = 0
+            gb = 0.0
+            any_active = False
+            for q in range(ptr[r], ptr[r + 1]):
+                if act[q]:
+                    if not any_active:
+                        g[:] = 0.0
+                        any_active = True
+                    i = idx[q]
+                    ri = residual[i]
+                    gb += ri
+                    x = X[i]
+                    for k in range(d):
+                        g[k] += ri * np.float64(x[k])
+            if not any_active:
+                continue
+            touched[r] = 1
+            coef = step * np.float64(a[r])
+            old_b[r] = b[r]
+            dw2 = 0.0
+            dist2 = 0.0
+            for k in range(d):
+                old = W[r, k]
+                old_W[r, k] = old
+                W[r, k] = np.float64(old) - coef * g[k]
+                new = np.float64(W[r, k])  # rounded to W's dtype
+                delta = new - np.float64(old)
+                dw2 += delta * delta
+                e = new - np.float64(W0[r, k])
+                dist2 += e * e
+            oldb = np.float64(b[r])
+            b[r] = oldb + coef * gb
+            newb = np.float64(b[r])
+            moved[r] += np.sqrt(dw2) * xnorm + abs(newb - oldb)
+            dist_w[r] = np.sqrt(dist2)
+            dist_b[r] = abs(newb - np.float64(b0[r]))
+
+
+@numba.njit(parallel=True, cache=True)
+def restore(W, b, touched, old_W, old_b):  # pragma: no cover - compiled
+    """Undo the last ``backward_update``."""
+    for r in numba.prange(W.shape[0]):
+        if touched[r]:
+            W[r, :] = old_W[r, :]
+            b[r] = old_b[r]
+
+
+@numba.njit(parallel=True, cache=True)
+def select_candidates(Z, margin, counts):  # pragma: no cover - compiled
+    """Count, per row of Z (neuron × inputs, already minus the bias), the inputs with z ≥ −margin."""
+    for j in numba.prange(Z.shape[0]):
+        c = 0
+        for i in range(Z.shape[1]):
+            if Z[j, i] >= -margin:
+                c += 1
+        counts[j] = c
+
+
+@numba.njit(parallel=True, cache=True)
+def fill_candidates(Z, margin, offsets, out_idx):  # pragma: no cover - compiled
+    for j in numba.prange(Z.shape[0]):
+        q = offsets[j]
+        for i in range(Z.shape[1]):
+            if Z[j, i] >= -margin:
+                out_idx[q] = i
+                q += 1
+
+
+@numba.njit(cache=True)
+def merge_lists(ptr, idx, init, slot, new_ptr, new_idx, init_ptr, init_idx):  # pragma: no cover - compiled
+    """A new CSR where neuron r keeps its list when ``slot[r] < 0`` and takes list ``slot[r]`` of the new CSR
+    otherwise; the ``init`` flags of new pairs are looked up in the initial active pattern (both sorted)."""
+    m = ptr.shape[0] - 1
+    out_ptr = np.empty(m + 1, dtype=np.int64)
+    out_ptr[0] = 0
+    for r in range(m):
+        s = slot[r]
+        size = ptr[r + 1] - ptr[r] if s < 0 else new_ptr[s + 1] - new_ptr[s]
+        out_ptr[r + 1] = out_ptr[r] + size
+    out_idx = np.empty(out_ptr[m], dtype=idx.dtype)
+    out_init = np.zeros(out_ptr[m], dtype=np.uint8)
+    for r in range(m):
+        s = slot[r]
+        o = out_ptr[r]
+        if s < 0:
+            for q in range(ptr[r], ptr[r + 1]):
+                out_idx[o] = idx[q]
+                out_init[o] = init[q]
+                o += 1
+        else:
+            u = init_ptr[r]
+            u_end = init_ptr[r + 1]
+            for q in range(new_ptr[s], new_ptr[s + 1]):
+                i = new_idx[q]
+                while u < u_end and init_idx[u] < i:
+                    u += 1
+                out_idx[o] = i
+                out_init[o] = 1 if (u < u_end and init_idx[u] == i) else 0
+                o += 1
+    return out_ptr, out_idx, out_init
+
+
+@numba.njit(cache=True)
+def active_lists(ptr, idx, act):  # pragma: no cover - compiled
+    """The CSR of active pairs (sorted per neuron) from the candidate CSR and its ``act`` flags."""
+    m = ptr.shape[0] - 1
+    out_ptr = np.empty(m + 1, dtype=np.int64)
+    out_ptr[0] = 0
+    for r in range(m):
+        c = 0
+        for q in range(ptr[r], ptr[r + 1]):
+            c += act[q]
+        out_ptr[r + 1] = out_ptr[r] + c
+    out_idx = np.empty(out_ptr[m], dtype=idx.dtype)
+    o = 0
+    for r in range(m):
+        for q in range(ptr[r], ptr[r + 1]):
+            if act[q]:
+                out_idx[o] = idx[q]
+                o += 1
+    return out_ptr, out_idx
