@@ -51,6 +51,7 @@ class SparseEngine:
         self.slack = 64 * eps * max(scale, 1.0)
         self.margin = max(INITIAL_MARGIN, 4 * self.slack)
         self.W0, self.b0 = net.W.copy(), net.b.copy()
+        self.W_exam, self.b_exam = net.W.copy(), net.b.copy()  # rows at each neuron's last examination
         self.old_W, self.old_b = np.empty_like(net.W), np.empty_like(net.b)
         self.touched = np.zeros(m, dtype=np.uint8)
         self.moved = np.zeros(m)
@@ -85,20 +86,20 @@ class SparseEngine:
         idx = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int32)
         return ptr, idx
 
+    @np.errstate(over="ignore", invalid="ignore")
     def evaluate(self) -> dict[str, float]:
         net = self.net
         bounds = kern.split_by_work(self.ptr, self.parts)
         active, both = kern.forward(self.X, net.W, net.b, net.a, self.ptr, self.idx, self.init, self.act, bounds,
-                                    self.f_part, self.count_part)
+                                    self.f_part, self.count_part, net.dtype.type(0))
         if self.init_ptr is None:  # t = 0: the current pattern is the initial one
             self.init[:] = self.act
             self.init_ptr, self.init_idx = kern.active_lists(self.ptr, self.idx, self.act)
             self.init_pairs = both = int(active)
         f = self.f_part.sum(axis=0) / math.sqrt(net.width)
         counts = self.count_part.sum(axis=0)
-        with np.errstate(over="ignore", invalid="ignore"):
-            self.residual = f - self.y
-            loss = 0.5 * float(self.residual @ self.residual)
+        self.residual = f - self.y
+        loss = 0.5 * float(self.residual @ self.residual)
         return {
             "loss": loss,
             "active_mean": float(counts.mean()),
@@ -111,19 +112,19 @@ class SparseEngine:
             "reexamined": self.reexamined,
         }
 
+    @np.errstate(over="ignore", invalid="ignore")
     def step(self, lr: float) -> None:
         net = self.net
-        before = self.moved.copy()
         bounds = kern.split_by_work(self.ptr, self.parts)
-        kern.backward_update(self.X, net.W, net.b, net.a, self.ptr, self.idx, self.act, self.residual,
-                             lr / math.sqrt(net.width), self.W0, self.b0, self.xnorm, self.moved, self.dist_w,
-                             self.dist_b, self.touched, self.old_W, self.old_b, bounds)
-        moving = self.touched.astype(bool)
-        if moving.any():
-            # balance candidate work (density · τ per step) against re-examinations (every τ / v steps)
-            v = float(np.mean(self.moved[moving] - before[moving]))
-            if v > 0 and math.isfinite(v):
-                self.margin = float(np.clip(math.sqrt(v / (3.0 * self.density)), 4 * self.slack, 3.0))
+        total = kern.backward_update(self.X, net.W, net.b, net.a, self.ptr, self.idx, self.act, self.residual,
+                                     lr / math.sqrt(net.width), self.W0, self.b0, self.W_exam, self.b_exam,
+                                     self.xnorm, self.moved, self.dist_w, self.dist_b, self.touched, self.old_W,
+                                     self.old_b, bounds)
+        moving = int(np.count_nonzero(self.touched))
+        if moving and math.isfinite(total) and total > 0:
+            # balance candidate work (density · τ per step) against re-examinations (every τ / v steps), with v
+            # the movement per step of a moving neuron
+            self.margin = float(np.clip(math.sqrt(total / moving / (3.0 * self.density)), 4 * self.slack, 3.0))
         stale = np.flatnonzero(self.moved + self.slack >= self.margins)
         self.reexamined = len(stale)
         if len(stale):
@@ -135,6 +136,8 @@ class SparseEngine:
             self.act = np.zeros(len(self.idx), dtype=np.uint8)
             self.margins[stale] = self.margin
             self.moved[stale] = 0.0
+            self.W_exam[stale] = net.W[stale]
+            self.b_exam[stale] = net.b[stale]
 
     def revert(self) -> None:
         kern.restore(self.net.W, self.net.b, self.touched, self.old_W, self.old_b)

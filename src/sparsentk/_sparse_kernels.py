@@ -31,8 +31,10 @@ def split_by_work(ptr, parts):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, fastmath=_FAST, cache=True)
-def forward(X, W, b, a, ptr, idx, init, act, bounds, f_part, count_part):  # pragma: no cover - compiled
+def forward(X, W, b, a, ptr, idx, init, act, bounds, f_part, count_part, zero):  # pragma: no cover - compiled
     """Pre-activations of candidate pairs: sets ``act``, accumulates a_r relu(z) and active counts per input.
+
+    ``zero`` is 0 in the network's dtype (the accumulator type).
 
     Returns (active pairs, active pairs that were active at t = 0).
     """
@@ -49,18 +51,18 @@ def forward(X, W, b, a, ptr, idx, init, act, bounds, f_part, count_part):  # pra
         nb = 0
         for r in range(bounds[p], bounds[p + 1]):
             w = W[r]
-            br = np.float64(b[r])
+            br = b[r]
             ar = np.float64(a[r])
             for q in range(ptr[r], ptr[r + 1]):
                 i = idx[q]
                 x = X[i]
-                s = 0.0
+                s = zero  # accumulate in the network's dtype, like the dense GEMM (and it vectorizes)
                 for k in range(d):
-                    s += np.float64(x[k]) * np.float64(w[k])
+                    s += x[k] * w[k]
                 z = s - br
-                if z >= 0.0:
+                if z >= 0:
                     act[q] = 1
-                    f[i] += ar * z
+                    f[i] += ar * np.float64(z)
                     c[i] += 1
                     na += 1
                     nb += init[q]
@@ -72,18 +74,21 @@ def forward(X, W, b, a, ptr, idx, init, act, bounds, f_part, count_part):  # pra
 
 
 @numba.njit(parallel=True, fastmath=_FAST, cache=True)
-def backward_update(X, W, b, a, ptr, idx, act, residual, step, W0, b0, xnorm, moved, dist_w, dist_b,
+def backward_update(X, W, b, a, ptr, idx, act, residual, step, W0, b0, Ws, bs, xnorm, moved, dist_w, dist_b,
                     touched, old_W, old_b, bounds):  # pragma: no cover - compiled
     r"""One GD step on the neurons with active pairs: w_r -= step·a_r Σ_i r_i x_i, b_r += step·a_r Σ_i r_i.
 
-    Saves the old rows (for revert) in ``old_W``/``old_b`` at the slot of the neuron in ``touched`` (−1 when not
-    touched), adds the certificate movement ‖Δw_r‖·max‖x‖ + |Δb_r| to ``moved`` and refreshes the distances from
-    initialization ``dist_w``, ``dist_b``.
+    Returns the summed movement ‖Δw_r‖·max‖x‖ + |Δb_r| of this step over the neurons that moved.
+
+    Saves the old rows (for revert) in ``old_W``/``old_b`` and flags the neuron in ``touched``, sets the certificate
+    movement ``moved`` = ‖w_r − w_r(s)‖·max‖x‖ + |b_r − b_r(s)| since the last examination (rows ``Ws``, ``bs``) and
+    the distances from initialization ``dist_w``, ``dist_b``.
     """
     parts = bounds.shape[0] - 1
     d = X.shape[1]
+    step_moves = np.zeros(parts)
     for p in numba.prange(parts):
-        g = np.zeros(d)
+        g = np.zeros(d, dtype=W.dtype)
         for r in range(bounds[p], bounds[p + 1]):
             touched[r] = 0
             gb = 0.0
@@ -95,32 +100,37 @@ def backward_update(X, W, b, a, ptr, idx, act, residual, step, W0, b0, xnorm, mo
                         any_active = True
                     i = idx[q]
                     ri = residual[i]
-                    gb += ri
+                    gb += np.float64(ri)
                     x = X[i]
                     for k in range(d):
-                        g[k] += ri * np.float64(x[k])
+                        g[k] += ri * x[k]
             if not any_active:
                 continue
             touched[r] = 1
             coef = step * np.float64(a[r])
             old_b[r] = b[r]
-            dw2 = 0.0
+            anchor2 = 0.0
             dist2 = 0.0
+            step2 = 0.0
             for k in range(d):
                 old = W[r, k]
                 old_W[r, k] = old
-                W[r, k] = np.float64(old) - coef * g[k]
+                W[r, k] = np.float64(old) - coef * np.float64(g[k])
                 new = np.float64(W[r, k])  # rounded to W's dtype
-                delta = new - np.float64(old)
-                dw2 += delta * delta
+                e = new - np.float64(old)
+                step2 += e * e
+                e = new - np.float64(Ws[r, k])
+                anchor2 += e * e
                 e = new - np.float64(W0[r, k])
                 dist2 += e * e
             oldb = np.float64(b[r])
             b[r] = oldb + coef * gb
             newb = np.float64(b[r])
-            moved[r] += np.sqrt(dw2) * xnorm + abs(newb - oldb)
+            moved[r] = np.sqrt(anchor2) * xnorm + abs(newb - np.float64(bs[r]))
+            step_moves[p] += np.sqrt(step2) * xnorm + abs(newb - oldb)
             dist_w[r] = np.sqrt(dist2)
             dist_b[r] = abs(newb - np.float64(b0[r]))
+    return step_moves.sum()
 
 
 @numba.njit(parallel=True, cache=True)
@@ -153,7 +163,7 @@ def fill_candidates(Z, margin, offsets, out_idx):  # pragma: no cover - compiled
                 q += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def merge_lists(ptr, idx, init, slot, new_ptr, new_idx, init_ptr, init_idx):  # pragma: no cover - compiled
     """A new CSR where neuron r keeps its list when ``slot[r] < 0`` and takes list ``slot[r]`` of the new CSR
     otherwise; the ``init`` flags of new pairs are looked up in the initial active pattern (both sorted)."""
@@ -166,7 +176,7 @@ def merge_lists(ptr, idx, init, slot, new_ptr, new_idx, init_ptr, init_idx):  # 
         out_ptr[r + 1] = out_ptr[r] + size
     out_idx = np.empty(out_ptr[m], dtype=idx.dtype)
     out_init = np.zeros(out_ptr[m], dtype=np.uint8)
-    for r in range(m):
+    for r in numba.prange(m):
         s = slot[r]
         o = out_ptr[r]
         if s < 0:

@@ -1,0 +1,122 @@
+"""Exact sparse GD against the dense reference (the textbook-checked method) on many random problems."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sparsentk as snt
+from sparsentk.training import ITERATE_FIELDS
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def run_both(X, y, width, bias, lr, steps, init="standard", seed=0, dtype=np.float64):
+    dense = snt.ShallowReLU(X.shape[1], width, bias=bias, init=init, seed=seed, dtype=dtype)
+    sparse = dense.copy()
+    hd = snt.train(dense, X, y, lr=lr, steps=steps, method="dense")
+    hs = snt.train(sparse, X, y, lr=lr, steps=steps, method="sparse")
+    return dense, sparse, hd, hs
+
+
+def assert_same(dense, sparse, hd, hs, rtol=1e-9):
+    np.testing.assert_allclose(hs.loss, hd.loss, rtol=rtol, atol=1e-12)
+    for name in ("active_mean", "active_max", "flips"):
+        np.testing.assert_array_equal(getattr(hs, name), getattr(hd, name), err_msg=name)
+    np.testing.assert_allclose(hs.movement_w, hd.movement_w, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hs.movement_b, hd.movement_b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sparse.W, dense.W, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(sparse.b, dense.b, rtol=1e-9, atol=1e-11)
+
+
+@st.composite
+def problems(draw):
+    n = draw(st.integers(1, 40))
+    d = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * draw(st.sampled_from([1.0, 0.3, 3.0]))
+    if draw(st.booleans()):
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    if n > 2 and draw(st.booleans()):
+        X[1] = X[0]  # duplicate inputs
+    y = rng.uniform(-1, 1, n)
+    width = draw(st.sampled_from([1, 2, 7, 64, 513]))
+    init = "symmetric" if width % 2 == 0 and draw(st.booleans()) else "standard"
+    bias = draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0]))
+    lr = draw(st.sampled_from([0.01, 0.3, 2.0, 20.0]))
+    return X, y, width, bias, lr, init, seed
+
+
+@SETTINGS
+@given(problems())
+def test_sparse_equals_dense_float64(problem):
+    X, y, width, bias, lr, init, seed = problem
+    dense, sparse, hd, hs = run_both(X, y, width, bias, lr, steps=15, init=init, seed=seed)
+    assert_same(dense, sparse, hd, hs)
+    assert hs.method == "sparse"
+    for name in ("candidates", "reexamined", "active_pairs"):
+        assert hs.stats[name].shape == hs.loss.shape
+
+
+def test_large_steps_force_many_flips():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = rng.uniform(-1, 1, 60)
+    dense, sparse, hd, hs = run_both(X, y, 2000, 1.5, 10.0, steps=40)
+    assert hd.flips.max() > 1000 and hs.stats["reexamined"][1:].sum() > 0
+    assert_same(dense, sparse, hd, hs)
+
+
+def test_inputs_exactly_on_the_threshold():
+    net = snt.ShallowReLU(3, 50, bias=0.7, seed=1)
+    X = np.eye(3)
+    net.b[:] = net.W[:, 0]  # w_r·e_1 − b_r = 0 exactly for every neuron: all active at x = e_1
+    y = np.array([0.5, -0.5, 0.2])
+    dense, sparse = net.copy(), net.copy()
+    hd = snt.train(dense, X, y, lr=0.5, steps=10)
+    hs = snt.train(sparse, X, y, lr=0.5, steps=10, method="sparse")
+    assert hd.active_max[0] == 50
+    assert_same(dense, sparse, hd, hs)
+
+
+def test_float32_matches_a_float64_recomputation_of_its_pattern():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((80, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = rng.uniform(-1, 1, 80).astype(np.float32)
+    net = snt.ShallowReLU(8, 3000, bias=2.0, seed=3, dtype=np.float32)
+    snapshots = []
+    hs = snt.train(net, X, y, lr=2.0, steps=20, method="sparse",
+                   callback=lambda t, n, h: snapshots.append((n.W.copy(), n.b.copy())))
+    for t, (W, b) in enumerate(snapshots):
+        z = X.astype(np.float64) @ W.T.astype(np.float64) - b.astype(np.float64)
+        sure_on = (z > 1e-5).sum(axis=1)
+        maybe_on = (z >= -1e-5).sum(axis=1)
+        assert np.all(sure_on.sum() <= hs.active_mean[t] * 80 + 1e-6)
+        assert np.all(hs.active_mean[t] * 80 <= maybe_on.sum() + 1e-6)
+    hd = snt.train(snt.ShallowReLU(8, 3000, bias=2.0, seed=3, dtype=np.float32), X, y, lr=2.0, steps=20)
+    np.testing.assert_allclose(hs.loss, hd.loss, rtol=1e-4)
+
+
+def test_auto_picks_sparse_for_large_bias_and_is_deterministic():
+    X, y = snt.data.sphere(50, 4, seed=0)
+    runs = [snt.train(snt.ShallowReLU(4, 1000, bias=2.5, seed=1), X, y, lr=1.0, steps=10, method="auto")
+            for _ in range(2)]
+    assert runs[0].method == "sparse"
+    for name in ITERATE_FIELDS:
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
+
+
+def test_sparse_divergence_keeps_last_finite_parameters():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((24, 5))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = 1e3 * rng.uniform(-1, 1, 24)
+    net = snt.ShallowReLU(5, 50, bias=0.0, seed=2, dtype=np.float32)
+    W0 = net.W.copy()
+    with pytest.raises(snt.TrainingDiverged) as info:
+        snt.train(net, X, y, lr=1e36, steps=50, method="sparse")
+    assert len(info.value.history.loss) == 1
+    np.testing.assert_array_equal(net.W, W0)
