@@ -4,7 +4,8 @@ Implements Yang et al., "Neural Networks with Sparse Activation Induced by Large
 Bias-Generalized NTK" (arXiv 2301.00327) and companions (arXiv 2305.08813, arXiv 2111.01875).
 """
 
-from sparsentk import data
+from sparsentk import data, theory
+from sparsentk.audit import AuditResult, audit, sweep
 from sparsentk.kernels import (
     bias_ntk,
     condition_number,
@@ -20,10 +21,12 @@ from sparsentk.training import History, TrainingDiverged, train
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditResult",
     "History",
     "ShallowReLU",
     "TrainingDiverged",
     "__version__",
+    "audit",
     "bias_ntk",
     "condition_number",
     "data",
@@ -32,5 +35,7 @@ __all__ = [
     "lambda_min",
     "ntk_predictions",
     "orthant_probability",
+    "sweep",
+    "theory",
     "train",
 ]

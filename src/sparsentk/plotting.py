@@ -67,3 +67,112 @@ def sparsity_curve(history, width: int, *, expected: float | None = None, title:
     ax2.grid(True, alpha=0.3)
     ax2.set_title("activation flips")
     return fig
+
+
+def audit_panels(result) -> Figure:
+    """Four panels of an audit: loss with Theorem 3.1's guarantee, active neurons with the sparsity bounds, flips,
+    and movement with Lemma A.8's bound (up to constants)."""
+    h, s, c = result.history, result.series, result.config
+    m, bias, steps = c["width"], c["bias"], np.arange(len(result.history.loss))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    ax = axes[0, 0]
+    ax.semilogy(steps, h.loss, label="training loss")
+    if s.get("lam", 0) > 0:
+        ax.semilogy(steps, h.loss[0] * (1 - s["lr"] * s["lam"] / 4) ** steps, "k--", lw=1,
+                    label=r"Thm 3.1 guarantee $(1-\eta\lambda/4)^t L(0)$")
+    if s.get("label_shift", 0) > 0:
+        ax.semilogy(steps, s["shifted_loss"], label=f"labels shifted by c={s['label_shift']:.3g}")
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    ax.set_title("convergence")
+    ax = axes[0, 1]
+    ax.plot(steps, h.active_mean, label="mean over inputs")
+    ax.plot(steps, h.active_max, label="max over inputs")
+    ax.axhline(m * np.exp(-bias**2 / 2), color="k", ls="--", lw=1, label=r"$m e^{-B^2/2}$ (c = 1)")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel(r"active neurons $|S_{on}(i,t)|$")
+    ax.legend(fontsize=8)
+    ax.set_title(f"sparsity (m = {m}, B = {bias:g})")
+    ax = axes[1, 0]
+    ax.plot(steps, h.flips / (c["n"] * m), color="C3", label="flipped pairs / (n m)")
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("fraction of pairs flipped")
+    ax.legend(fontsize=8)
+    ax.set_title("flips since initialization")
+    ax = axes[1, 1]
+    ax.plot(steps, h.movement_w, label=r"$R_w(t)$")
+    ax.plot(steps, h.movement_b, label=r"$R_b(t)$")
+    for row in result.rows:
+        if row.source == "P1 Lemma A.8" and np.isfinite(row.theory):
+            ax.axhline(row.theory, color="k", ls="--", lw=1, label=f"Lemma A.8 bound ({row.constant})")
+            break
+    ax.set_yscale("log")
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("movement")
+    ax.legend(fontsize=8)
+    ax.set_title("movement (bound up to constants)")
+    fig.tight_layout()
+    return fig
+
+
+def sweep_panels(result: dict) -> Figure:
+    """Measured quantities against B and m beside the theory's trends (bounds up to constants)."""
+    rows = result["rows"]
+    biases = sorted({r["bias"] for r in rows})
+    widths = sorted({r["width"] for r in rows})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    for w in widths:
+        sub = [r for r in rows if r["width"] == w]
+        ax.semilogy([r["bias"] for r in sub], [r["active_fraction_max"] for r in sub], "o-", label=f"m = {w}")
+    grid = np.linspace(min(biases), max(biases), 100)
+    ax.semilogy(grid, np.exp(-grid**2 / 2), "k--", lw=1, label=r"$e^{-B^2/2}$")
+    ax.set_xlabel("bias B")
+    ax.set_ylabel("max active fraction over training")
+    ax.legend(fontsize=8)
+    ax.set_title("sparsity vs bias")
+    ax = axes[1]
+    for b in biases:
+        sub = [r for r in rows if r["bias"] == b]
+        ax.loglog([r["width"] for r in sub], [r["R_w"] for r in sub], "o-", label=f"B = {b:g}")
+    if len(widths) >= 2:
+        ref = [r for r in rows if r["bias"] == biases[0]]
+        w0, r0 = ref[0]["width"], ref[0]["R_w"]
+        ax.loglog(widths, [r0 * (w / w0) ** -0.5 for w in widths], "k--", lw=1, label=r"$\propto m^{-1/2}$")
+    ax.set_xlabel("width m")
+    ax.set_ylabel(r"$R_w$ (max over training)")
+    ax.legend(fontsize=8)
+    ax.set_title("movement vs width")
+    ax = axes[2]
+    for w in widths:
+        sub = [r for r in rows if r["width"] == w]
+        ax.plot([r["bias"] for r in sub], [r["rate"] for r in sub], "o-", label=f"m = {w}")
+    ax.set_xlabel("bias B")
+    ax.set_ylabel("fitted linear rate per step")
+    ax.legend(fontsize=8)
+    ax.set_title("convergence rate vs bias")
+    fig.tight_layout()
+    return fig
+
+
+def spectrum_vs_bias(biases, lambda_min, condition, lambda0=None) -> Figure:
+    """λ_min(H∞) and the condition number against the bias, with the fitted λ₀e^{−B²/2}."""
+    biases = np.asarray(biases, dtype=float)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax.semilogy(biases, lambda_min, "o-", label=r"$\lambda_{\min}(H^\infty)$")
+    if lambda0:
+        grid = np.linspace(biases.min(), biases.max(), 100)
+        ax.semilogy(grid, lambda0 * np.exp(-grid**2 / 2), "k--", lw=1, label=rf"$\lambda_0 e^{{-B^2/2}}$, "
+                    rf"$\lambda_0$={lambda0:.3g}")
+    ax.set_xlabel("bias B")
+    ax.set_ylabel("least eigenvalue")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    ax2.semilogy(biases, condition, "o-", color="C1")
+    ax2.set_xlabel("bias B")
+    ax2.set_ylabel(r"condition number $\lambda_{\max}/\lambda_{\min}$")
+    ax2.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig

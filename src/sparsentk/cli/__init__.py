@@ -7,6 +7,8 @@ import sys
 import click
 
 from sparsentk import __version__
+from sparsentk.cli.audit import audit_command, sweep_command
+from sparsentk.cli.kernel import kernel_command
 from sparsentk.cli.train import train_command
 
 
@@ -17,6 +19,9 @@ def cli() -> None:
 
 
 cli.add_command(train_command)
+cli.add_command(kernel_command)
+cli.add_command(audit_command)
+cli.add_command(sweep_command)
 
 
 def main(argv: list[str] | None = None) -> None:
