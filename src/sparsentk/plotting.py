@@ -176,3 +176,63 @@ def spectrum_vs_bias(biases, lambda_min, condition, lambda0=None) -> Figure:
     ax2.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def convergence_curves(study: dict) -> Figure:
+    """P1 Figure 2: log training loss against the GD step, one colour per bias, median over seeds with the
+    min–max band; the fitted final slopes in the legend."""
+    biases = study["config"]["biases"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, bias in enumerate(biases):
+        curves = np.array([r["loss"] for r in study["runs"] if r["bias"] == bias and not r["diverged"]])
+        if not len(curves):
+            continue
+        steps = np.arange(curves.shape[1])
+        curves = np.maximum(curves, np.finfo(float).tiny)
+        s = study["per_bias"][str(bias)]
+        ax.semilogy(steps, np.median(curves, axis=0), color=f"C{k}",
+                    label=f"B = {bias:g}: final slope {s['slope_mean']:.3g} ± {s['slope_std']:.2g}")
+        ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), color=f"C{k}", alpha=0.2)
+    c = study["config"]
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("training loss (log scale)")
+    ax.set_title(f"width {c['width']}, n = {c['n']}, d = {c['dim']}, lr rule: {c['lr_rule']} "
+                 f"({len(c['seeds'])} seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def layer_sparsity(study: dict) -> Figure:
+    """P1 Figure 1: every layer's active fraction per SGD batch, one panel per bias."""
+    runs = study["runs"]
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False, sharey=True)
+    for ax, run in zip(axes[0], runs, strict=True):
+        curves = np.array(run["sparsity"])
+        for k in range(curves.shape[1]):
+            ax.plot(curves[:, k], lw=1.2, label=f"layer {k}", color=f"C{k}")
+        ax.set_title(f"B = {run['bias']:g} (test accuracy {run['accuracy'][-1]:.3f})")
+        ax.set_xlabel("SGD batch")
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel("active fraction of units")
+    axes[0, 0].set_ylim(bottom=0)
+    axes[0, -1].legend(fontsize=8)
+    c = study["config"]
+    fig.suptitle(f"{c['depth']}-layer MLP of width {c['width']} on {c['data']} ({c['train_size']} images, "
+                 f"{c['epochs']} epoch(s), SGD lr {c['lr']:g})")
+    fig.tight_layout()
+    return fig
+
+
+def speedup_bars(timing: dict) -> Figure:
+    """Seconds per GD step of the dense and the exact sparse method, measured side by side."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = ["dense", "sparse"]
+    values = [timing["dense_seconds_per_step"], timing["sparse_seconds_per_step"]]
+    ax.bar(names, values, color=["C0", "C2"])
+    for x, v in enumerate(values):
+        ax.text(x, v, f"{v * 1e3:.1f} ms", ha="center", va="bottom")
+    ax.set_ylabel("median seconds per GD step")
+    ax.set_title(f"width {timing['width']}, n = {timing['n']}, B = {timing['bias']:g}: "
+                 f"{timing['speedup']:.1f}× faster")
+    return fig

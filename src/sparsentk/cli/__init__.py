@@ -9,6 +9,7 @@ import click
 from sparsentk import __version__
 from sparsentk.cli.audit import audit_command, sweep_command
 from sparsentk.cli.kernel import kernel_command
+from sparsentk.cli.reproduce import reproduce_group
 from sparsentk.cli.train import train_command
 
 
@@ -22,6 +23,7 @@ cli.add_command(train_command)
 cli.add_command(kernel_command)
 cli.add_command(audit_command)
 cli.add_command(sweep_command)
+cli.add_command(reproduce_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,134 @@
+"""Experiments on tiny inputs: recorded sparsity against direct recomputation, IDX input, resume, determinism."""
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from sparsentk.cli import cli  # noqa: E402
+from sparsentk.experiments import convergence_study, mnist_sparsity_study, reproduce_report  # noqa: E402
+from sparsentk.experiments.mnist_sparsity import build_mlp, load_images  # noqa: E402
+
+
+def write_idx(path, arr):
+    arr = np.asarray(arr, dtype=np.uint8)
+    raw = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    path.write_bytes(gzip.compress(raw))
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("t10k", 32)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
+    return tmp_path
+
+
+def test_convergence_study_slopes_and_verdict():
+    res = convergence_study(biases=(0.0, 1.0), width=64, n=10, dim=4, steps=300, seeds=(0, 1))
+    assert len(res["runs"]) == 4 and set(res["per_bias"]) == {"0.0", "1.0"}
+    for run in res["runs"]:
+        loss = np.array(run["loss"])
+        assert loss[-1] < loss[0] and run["slope"] < 0
+    assert ("same" in res["verdict"]) == res["same_slope"]
+    again = convergence_study(biases=(0.0, 1.0), width=64, n=10, dim=4, steps=300, seeds=(0, 1))
+    assert again["runs"][3]["loss"] == res["runs"][3]["loss"]
+    fixed = convergence_study(biases=(0.0, 1.0), width=64, n=10, dim=4, steps=50, seeds=(0,), lr_rule="fixed")
+    assert fixed["runs"][0]["lr"] == fixed["runs"][1]["lr"]
+    with pytest.raises(ValueError, match="lr_rule"):
+        convergence_study(lr_rule="magic")
+
+
+def test_mlp_initialization():
+    model = build_mlp(20, 1.5, width=32, depth=3)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 4
+    for lin in linears[:-1]:
+        assert torch.all(lin.bias == -1.5)
+    assert isinstance(model[2], torch.nn.BatchNorm1d)
+
+
+def test_sparsity_recorded_equals_direct_recomputation(tiny_mnist):
+    res = mnist_sparsity_study(biases=(0.5,), data="mnist", data_dir=tiny_mnist, epochs=1, batch_size=64, width=16,
+                               depth=2, seed=0)
+    run = res["runs"][0]
+    assert res["config"]["data"] == "mnist" and res["config"]["train_size"] == 64
+    # recompute the first batch's sparsity by hand from the same initialization and data order
+    torch.manual_seed(0)
+    model = build_mlp(784, 0.5, width=16, depth=2)
+    images = load_images("mnist", tiny_mnist)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    x = torch.from_numpy(images["X_train"])[order[:64]]
+    model.train()
+    h = x
+    fractions = []
+    for layer in model:
+        h = layer(h)
+        if isinstance(layer, torch.nn.ReLU):
+            fractions.append(float((h > 0).float().mean()))
+    np.testing.assert_allclose(run["sparsity"][0], fractions, rtol=1e-6)
+    assert 0 <= run["accuracy"][0] <= 1
+    again = mnist_sparsity_study(biases=(0.5,), data="mnist", data_dir=tiny_mnist, epochs=1, batch_size=64, width=16,
+                                 depth=2, seed=0)
+    assert again["runs"][0]["sparsity"] == run["sparsity"]
+
+
+def test_digits_fallback_and_bad_input(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPARSENTK_MNIST_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_images("auto", tmp_path / "none")["data"] == "digits"
+    with pytest.raises(ValueError, match="data"):
+        load_images("cifar")
+    with pytest.raises(ValueError, match="lr"):
+        mnist_sparsity_study(data="digits", lr=-1.0)
+
+
+def test_report_resume_and_cli(tmp_path, monkeypatch, tiny_mnist):
+    import sparsentk.experiments.report as report
+
+    small = report.settings(True, 0, "mnist", str(tiny_mnist))
+    small["convergence"] |= {"steps": 200, "seeds": [0], "biases": [0.0, 1.0]}
+    small["sparsity"] |= {"epochs": 1, "train_limit": None, "test_limit": None}
+    small["kernel"] |= {"n": 40, "ntk_widths": [256, 1024], "ntk_n": 10}
+    small["audit"] |= {"n": 40, "width": 256, "steps": 30}
+    small["timing"] |= {"n": 64, "dim": 8, "width": 2048, "steps": 3}
+    monkeypatch.setattr(report, "settings", lambda quick, seed, data, data_dir: small)
+    calls = []
+    original = report.run_kernel
+    monkeypatch.setattr(report, "run_kernel", lambda cfg, say: calls.append(1) or original(cfg, say))
+    out = tmp_path / "rep"
+    first = reproduce_report(out, quick=True, data="mnist", data_dir=str(tiny_mnist))
+    for name in ("report.md", "report.html", "results.json", "convergence.png", "sparsity.png", "kernel_spectrum.png",
+                 "timing.png", "audit/audit.png"):
+        assert (out / name).stat().st_size > 0, name
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "<table>" in html
+    assert len(first["claims"]) >= 8
+    second = reproduce_report(out, quick=True, data="mnist", data_dir=str(tiny_mnist), resume=True)
+    assert len(calls) == 1  # the kernel part was reused, not recomputed
+    assert second["results"] == first["results"]
+    data = json.loads((out / "results.json").read_text())
+    assert data["machine"]["packages"]["numpy"] and data["config"]["kernel"]["n"] == 40
+    result = CliRunner().invoke(cli, ["reproduce", "report", "--quick", "--resume", "--data", "mnist", "--data-dir",
+                                      str(tiny_mnist), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+
+
+def test_cli_reproduce_commands(tmp_path, tiny_mnist):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["reproduce", "convergence", "--steps", "100", "--seeds", "0", "--n", "8", "--dim", "3",
+                            "--width", "32", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "c" / "convergence.png").exists()
+    r = runner.invoke(cli, ["reproduce", "mnist-sparsity", "--data", "mnist", "--data-dir", str(tiny_mnist),
+                            "--epochs", "1", "--width", "8", "--depth", "2", "--biases", "1.0",
+                            "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "m" / "sparsity.json").read_text())["config"]["depth"] == 2
