@@ -16,12 +16,15 @@ from sparsentk.kernels import (
     orthant_probability,
 )
 from sparsentk.network import ShallowReLU
+from sparsentk.sklearn import BiasGeneralizedNTK, BiasNTKRegressor
 from sparsentk.training import History, TrainingDiverged, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuditResult",
+    "BiasGeneralizedNTK",
+    "BiasNTKRegressor",
     "History",
     "ShallowReLU",
     "TrainingDiverged",

@@ -18,8 +18,8 @@ from sparsentk.cli._common import data_options, echo_done, load_data, output_dir
 @click.option("--width", type=int, default=4096, show_default=True, help="Hidden width m.")
 @click.option("--bias", type=float, default=2.0, show_default=True, help="Initial bias B (activation threshold).")
 @click.option("--init", type=click.Choice(["standard", "symmetric"]), default="standard", show_default=True)
-@click.option("--lr", type=float, default=None, help="Step size η. Default: 1 / λ_max of the empirical NTK at init, "
-              "the largest step the linearized dynamics allow up to a factor 2.")
+@click.option("--lr", type=float, default=None, help="Step size η. Default: 1 / λ_max of the empirical NTK at init "
+              "(half the largest step the linearized dynamics allow).")
 @click.option("--steps", type=int, default=200, show_default=True, help="Number of GD steps.")
 @click.option("--method", type=click.Choice(list(snt.training.METHODS)), default="auto", show_default=True,
               help="dense reference, exact sparse GD, or auto (sparse when the active fraction is small).")
@@ -35,7 +35,7 @@ def train_command(data, n, dim, teacher, noise, width, bias, init, lr, steps, me
     X, y = load_data(data, n, dim, teacher, noise, seed)
     net = snt.ShallowReLU(X.shape[1], width, bias, init=init, seed=seed, dtype=np.dtype(dtype))
     if lr is None:
-        lr = default_lr(net, X)
+        lr = snt.theory.linearized_lr(snt.empirical_ntk(net, X))
     out_dir = output_dir(out)
     start = time.perf_counter()
     try:
@@ -79,24 +79,3 @@ def train_command(data, n, dim, teacher, noise, width, bias, init, lr, steps, me
     if diverged:
         raise click.ClickException(diverged)
 
-
-def default_lr(net: snt.ShallowReLU, X: np.ndarray) -> float:
-    r"""1 / λ_max of the empirical NTK at init, estimated by power iteration on the activation pattern.
-
-    .. math:: H = (XX^\top + 1) \circ \tfrac1m A A^\top, \qquad \eta = 1 / \lambda_{\max}(H).
-    """
-    A = net.active(X).astype(np.float64)
-    G = X.astype(np.float64) @ X.T.astype(np.float64) + 1.0
-    H = G * (A @ A.T).toarray() / net.width
-    lam = float(np.linalg.eigvalsh(H)[-1]) if H.shape[0] <= 4000 else _power(H)
-    return 1.0 / max(lam, 1e-12)
-
-
-def _power(H: np.ndarray, iters: int = 100) -> float:
-    v = np.ones(H.shape[0]) / np.sqrt(H.shape[0])
-    lam = 0.0
-    for _ in range(iters):
-        w = H @ v
-        lam = float(np.linalg.norm(w))
-        v = w / max(lam, 1e-300)
-    return lam
