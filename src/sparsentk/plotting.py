@@ -236,3 +236,28 @@ def speedup_bars(timing: dict) -> Figure:
     ax.set_title(f"width {timing['width']}, n = {timing['n']}, B = {timing['bias']:g}: "
                  f"{timing['speedup']:.1f}× faster")
     return fig
+
+
+def speedup_plot(by_bias: list, by_width: list) -> Figure:
+    """Sparse-vs-dense speed-up per step against the bias and the width, beside the ideal 1/(active fraction).
+
+    Rows are ``[width, bias, lr, dense s, sparse s, speed-up, ideal, ...]`` as printed by the benchmark.
+    """
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    b = np.array([[r[1], r[5], r[6]] for r in by_bias], dtype=float)
+    ax.semilogy(b[:, 0], b[:, 1], "o-", label="measured speed-up")
+    ax.semilogy(b[:, 0], b[:, 2], "k--", label="ideal 1 / active fraction")
+    ax.set_xlabel("bias B")
+    ax.set_ylabel("dense time / sparse time per step")
+    ax.set_title(f"width {by_bias[0][0]}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    w = np.array([[r[0], r[5], r[6]] for r in by_width], dtype=float)
+    ax2.loglog(w[:, 0], w[:, 1], "o-", base=2, label="measured speed-up")
+    ax2.loglog(w[:, 0], w[:, 2], "k--", base=2, label="ideal 1 / active fraction")
+    ax2.set_xlabel("width m")
+    ax2.set_title(f"bias {by_width[0][1]:g}")
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend()
+    fig.tight_layout()
+    return fig
