@@ -163,3 +163,18 @@ def test_kernel_bad_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         snt.lambda_min(np.eye(3))
+
+
+@pytest.mark.parametrize("scale_rows", [False, True])
+def test_bias_ntk_diagonal_is_exact(scale_rows):
+    from scipy.special import ndtr
+
+    rng = np.random.default_rng(9)
+    X = unit_rows(rng, 50, 6)
+    if scale_rows:
+        X *= rng.uniform(0.5, 2.0, (50, 1))
+    norms = np.linalg.norm(X, axis=1)
+    for bias in (0.0, 1.0, 3.0):
+        K = snt.bias_ntk(X, bias)
+        np.testing.assert_allclose(np.diag(K), (norms**2 + 1) * ndtr(-bias / norms), rtol=1e-14, atol=1e-16)
+        np.testing.assert_array_equal(K, K.T)

@@ -31,6 +31,9 @@ from sparsentk.network import ShallowReLU
 INITIAL_MARGIN = 0.25
 #: Neurons per BLAS block when (re-)examining against every input.
 EXAM_BLOCK = 1024
+#: Relative cost of re-examining a neuron against every input (BLAS) per candidate pair (compiled gather):
+#: τ = sqrt(v / (REEXAM_WEIGHT · density)) balances candidate work against re-examinations.
+REEXAM_WEIGHT = 3.0
 
 
 class SparseEngine:
@@ -124,7 +127,8 @@ class SparseEngine:
         if moving and math.isfinite(total) and total > 0:
             # balance candidate work (density · τ per step) against re-examinations (every τ / v steps), with v
             # the movement per step of a moving neuron
-            self.margin = float(np.clip(math.sqrt(total / moving / (3.0 * self.density)), 4 * self.slack, 3.0))
+            tau = math.sqrt(total / moving / (REEXAM_WEIGHT * self.density))
+            self.margin = float(np.clip(tau, 4 * self.slack, 3.0))
         stale = np.flatnonzero(self.moved + self.slack >= self.margins)
         self.reexamined = len(stale)
         if len(stale):

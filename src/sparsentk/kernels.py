@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from scipy.special import ndtr
 
 from sparsentk import _orthant
 from sparsentk._validate import check_float, check_matrix, check_square, check_vector
@@ -120,22 +121,30 @@ def bias_ntk(X: Any, bias: float, Y: Any = None) -> np.ndarray:
     nonzero = np.concatenate([nx[nx > 0], ny[ny > 0]])
     ref = float(nonzero[0]) if nonzero.size else 1.0
     equal = bias == 0.0 or bool(np.all(np.abs(nonzero / ref - 1.0) <= EQUAL_NORM_RTOL))
+    gram_diag = np.diagonal(K).copy() if Y is None else None
     inv_x = np.where(nx > 0, 1.0 / np.where(nx > 0, nx, 1.0), 0.0)
     inv_y = np.where(ny > 0, 1.0 / np.where(ny > 0, ny, 1.0), 0.0)
     if equal and (bias == 0.0 or bias / ref >= _orthant.TABLE_MIN_BIAS):
         _orthant.ntk_from_gram(K, inv_x, inv_y, _orthant.plackett_table(bias / ref))
     else:
         with np.errstate(divide="ignore"):
-            hx = np.where(nx > 0, bias / np.where(nx > 0, nx, 1.0), np.inf)
+            hx = np.where(nx > 0, bias / np.where(nx > 0, nx, 1.0), np.inf)  # zero rows are fixed below
             hy = np.where(ny > 0, bias / np.where(ny > 0, ny, 1.0), np.inf)
         for lo in range(0, K.shape[0], BLOCK_ROWS):
             hi = min(lo + BLOCK_ROWS, K.shape[0])
-            g = K[lo:hi]
-            rho = g * inv_x[lo:hi, None] * inv_y[None, :]
-            P = _orthant.orthant_general(rho, hx[lo:hi, None], hy[None, :])
-            K[lo:hi] = (g + 1.0) * P
-        if Y is None:
-            K = np.triu(K) + np.triu(K, 1).T  # Owen's T is evaluated with (h, k) swapped below the diagonal
+            start = lo if Y is None else 0  # symmetric: the upper part of the block, mirrored below
+            g = K[lo:hi, start:]
+            rho = g * inv_x[lo:hi, None] * inv_y[None, start:]
+            K[lo:hi, start:] = (g + 1.0) * _orthant.orthant_general(rho, hx[lo:hi, None], hy[None, start:])
+            if Y is None:
+                K[hi:, lo:hi] = K[lo:hi, hi:].T
+                block = K[lo:hi, lo:hi]
+                lower = np.tril_indices(hi - lo, -1)
+                block[lower] = block.T[lower]
+    if Y is None:
+        # ρ_ii = 1 exactly (the computed cosine is 1 ± ε, and P has slope ~ 1/√(1 − ρ) there): P_ii = Φ̄(B/‖x_i‖)
+        with np.errstate(divide="ignore"):
+            K[np.diag_indices_from(K)] = (gram_diag + 1.0) * ndtr(-np.where(nx > 0, bias / np.where(nx > 0, nx, 1), 0))
     zx, zy = nx == 0, ny == 0
     if zx.any() or zy.any():
         fill = 0.0 if bias > 0 else 0.5
