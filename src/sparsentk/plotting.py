@@ -32,6 +32,18 @@ def png_bytes(fig: Figure, *, dpi: int = 120) -> bytes:
     return buf.getvalue()
 
 
+def _decorate(ax, xlabel: str, ylabel: str | None = None, title: str | None = None, *, legend: bool = True) -> None:
+    """Axis labels, title, legend and a light grid: the finish every panel shares."""
+    ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def loss_curve(history, *, title: str | None = None) -> Figure:
     """Training loss against the GD step, log scale."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -82,25 +94,16 @@ def audit_panels(result) -> Figure:
                     label=r"Thm 3.1 guarantee $(1-\eta\lambda/4)^t L(0)$")
     if s.get("label_shift", 0) > 0:
         ax.semilogy(steps, s["shifted_loss"], label=f"labels shifted by c={s['label_shift']:.3g}")
-    ax.set_xlabel("GD step t")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=8)
-    ax.set_title("convergence")
+    _decorate(ax, "GD step t", "loss", "convergence")
     ax = axes[0, 1]
     ax.plot(steps, h.active_mean, label="mean over inputs")
     ax.plot(steps, h.active_max, label="max over inputs")
     ax.axhline(m * np.exp(-bias**2 / 2), color="k", ls="--", lw=1, label=r"$m e^{-B^2/2}$ (c = 1)")
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("GD step t")
-    ax.set_ylabel(r"active neurons $|S_{on}(i,t)|$")
-    ax.legend(fontsize=8)
-    ax.set_title(f"sparsity (m = {m}, B = {bias:g})")
+    _decorate(ax, "GD step t", r"active neurons $|S_{on}(i,t)|$", f"sparsity (m = {m}, B = {bias:g})")
     ax = axes[1, 0]
     ax.plot(steps, h.flips / (c["n"] * m), color="C3", label="flipped pairs / (n m)")
-    ax.set_xlabel("GD step t")
-    ax.set_ylabel("fraction of pairs flipped")
-    ax.legend(fontsize=8)
-    ax.set_title("flips since initialization")
+    _decorate(ax, "GD step t", "fraction of pairs flipped", "flips since initialization")
     ax = axes[1, 1]
     ax.plot(steps, h.movement_w, label=r"$R_w(t)$")
     ax.plot(steps, h.movement_b, label=r"$R_b(t)$")
@@ -109,10 +112,7 @@ def audit_panels(result) -> Figure:
             ax.axhline(row.theory, color="k", ls="--", lw=1, label=f"Lemma A.8 bound ({row.constant})")
             break
     ax.set_yscale("log")
-    ax.set_xlabel("GD step t")
-    ax.set_ylabel("movement")
-    ax.legend(fontsize=8)
-    ax.set_title("movement (bound up to constants)")
+    _decorate(ax, "GD step t", "movement", "movement (bound up to constants)")
     fig.tight_layout()
     return fig
 
@@ -129,10 +129,7 @@ def sweep_panels(result: dict) -> Figure:
         ax.semilogy([r["bias"] for r in sub], [r["active_fraction_max"] for r in sub], "o-", label=f"m = {w}")
     grid = np.linspace(min(biases), max(biases), 100)
     ax.semilogy(grid, np.exp(-grid**2 / 2), "k--", lw=1, label=r"$e^{-B^2/2}$")
-    ax.set_xlabel("bias B")
-    ax.set_ylabel("max active fraction over training")
-    ax.legend(fontsize=8)
-    ax.set_title("sparsity vs bias")
+    _decorate(ax, "bias B", "max active fraction over training", "sparsity vs bias")
     ax = axes[1]
     for b in biases:
         sub = [r for r in rows if r["bias"] == b]
@@ -141,18 +138,12 @@ def sweep_panels(result: dict) -> Figure:
         ref = [r for r in rows if r["bias"] == biases[0]]
         w0, r0 = ref[0]["width"], ref[0]["R_w"]
         ax.loglog(widths, [r0 * (w / w0) ** -0.5 for w in widths], "k--", lw=1, label=r"$\propto m^{-1/2}$")
-    ax.set_xlabel("width m")
-    ax.set_ylabel(r"$R_w$ (max over training)")
-    ax.legend(fontsize=8)
-    ax.set_title("movement vs width")
+    _decorate(ax, "width m", r"$R_w$ (max over training)", "movement vs width")
     ax = axes[2]
     for w in widths:
         sub = [r for r in rows if r["width"] == w]
         ax.plot([r["bias"] for r in sub], [r["rate"] for r in sub], "o-", label=f"m = {w}")
-    ax.set_xlabel("bias B")
-    ax.set_ylabel("fitted linear rate per step")
-    ax.legend(fontsize=8)
-    ax.set_title("convergence rate vs bias")
+    _decorate(ax, "bias B", "fitted linear rate per step", "convergence rate vs bias")
     fig.tight_layout()
     return fig
 
@@ -166,14 +157,9 @@ def spectrum_vs_bias(biases, lambda_min, condition, lambda0=None) -> Figure:
         grid = np.linspace(biases.min(), biases.max(), 100)
         ax.semilogy(grid, lambda0 * np.exp(-grid**2 / 2), "k--", lw=1, label=rf"$\lambda_0 e^{{-B^2/2}}$, "
                     rf"$\lambda_0$={lambda0:.3g}")
-    ax.set_xlabel("bias B")
-    ax.set_ylabel("least eigenvalue")
-    ax.legend()
-    ax.grid(True, which="both", alpha=0.3)
+    _decorate(ax, "bias B", "least eigenvalue")
     ax2.semilogy(biases, condition, "o-", color="C1")
-    ax2.set_xlabel("bias B")
-    ax2.set_ylabel(r"condition number $\lambda_{\max}/\lambda_{\min}$")
-    ax2.grid(True, which="both", alpha=0.3)
+    _decorate(ax2, "bias B", r"condition number $\lambda_{\max}/\lambda_{\min}$", legend=False)
     fig.tight_layout()
     return fig
 
@@ -247,17 +233,10 @@ def speedup_plot(by_bias: list, by_width: list) -> Figure:
     b = np.array([[r[1], r[5], r[6]] for r in by_bias], dtype=float)
     ax.semilogy(b[:, 0], b[:, 1], "o-", label="measured speed-up")
     ax.semilogy(b[:, 0], b[:, 2], "k--", label="ideal 1 / active fraction")
-    ax.set_xlabel("bias B")
-    ax.set_ylabel("dense time / sparse time per step")
-    ax.set_title(f"width {by_bias[0][0]}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    _decorate(ax, "bias B", "dense time / sparse time per step", f"width {by_bias[0][0]}")
     w = np.array([[r[0], r[5], r[6]] for r in by_width], dtype=float)
     ax2.loglog(w[:, 0], w[:, 1], "o-", base=2, label="measured speed-up")
     ax2.loglog(w[:, 0], w[:, 2], "k--", base=2, label="ideal 1 / active fraction")
-    ax2.set_xlabel("width m")
-    ax2.set_title(f"bias {by_width[0][1]:g}")
-    ax2.grid(True, which="both", alpha=0.3)
-    ax2.legend()
+    _decorate(ax2, "width m", None, f"bias {by_width[0][1]:g}")
     fig.tight_layout()
     return fig

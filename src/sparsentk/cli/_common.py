@@ -80,25 +80,15 @@ def output_dir(path: str | Path) -> Path:
     return out
 
 
-def float_list(text: str, name: str) -> list[float]:
-    """Parse a comma-separated list of numbers given to option ``name``."""
+def number_list(text: str, name: str, kind: type = float) -> list:
+    """Parse a comma-separated list of numbers (``kind`` float or int) given to option ``name``."""
+    what = "integers" if kind is int else "numbers"
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
-        raise ValueError(f"{name}: expected comma-separated numbers, got {text!r}") from err
+        raise ValueError(f"{name}: expected comma-separated {what}, got {text!r}") from err
     if not values:
-        raise ValueError(f"{name}: expected at least one number, got {text!r}")
-    return values
-
-
-def int_list(text: str, name: str) -> list[int]:
-    """Parse a comma-separated list of integers given to option ``name``."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise ValueError(f"{name}: expected comma-separated integers, got {text!r}") from err
-    if not values:
-        raise ValueError(f"{name}: expected at least one integer, got {text!r}")
+        raise ValueError(f"{name}: expected at least one of the comma-separated {what}, got {text!r}")
     return values
 
 

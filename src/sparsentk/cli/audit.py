@@ -8,7 +8,7 @@ import numpy as np
 import sparsentk as snt
 from sparsentk import plotting
 from sparsentk._io import atomic_write_json, atomic_write_text, machine_info
-from sparsentk.cli._common import data_options, echo_done, float_list, int_list, load_data, output_dir
+from sparsentk.cli._common import data_options, echo_done, load_data, number_list, output_dir
 
 
 def _split(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
@@ -59,7 +59,7 @@ def audit_command(data, n, dim, teacher, noise, width, bias, lr, steps, init, me
 def sweep_command(data, n, dim, teacher, noise, biases, widths, lr, steps, method, seed, out):
     """Audit every (bias, width) pair; table and plots of measured values against B and m with fitted slopes."""
     X, y = load_data(data, n, dim, teacher, noise, seed)
-    result = snt.sweep(X, y, biases=float_list(biases, "--biases"), widths=int_list(widths, "--widths"),
+    result = snt.sweep(X, y, biases=number_list(biases, "--biases"), widths=number_list(widths, "--widths", int),
                        steps=steps, lr=lr, seed=seed, method=method, progress=True)
     out_dir = output_dir(out)
     atomic_write_json(out_dir / "sweep.json", result | {"machine": machine_info()})

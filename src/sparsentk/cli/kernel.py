@@ -8,7 +8,7 @@ import numpy as np
 import sparsentk as snt
 from sparsentk import plotting
 from sparsentk._io import atomic_save_npy, atomic_write_json, atomic_write_text, machine_info
-from sparsentk.cli._common import data_options, echo_done, float_list, load_data, output_dir
+from sparsentk.cli._common import data_options, echo_done, load_data, number_list, output_dir
 
 
 @click.command("kernel")
@@ -22,7 +22,7 @@ def kernel_command(data, n, dim, teacher, noise, bias, biases, seed, out):
     """Compute H∞ (P1's bias-generalized NTK) on the data; write kernel.npy, spectrum.npy/csv, summary.json and
     lambda_min.png (λ_min and condition number against the bias, with λ₀e^{−B²/2} fitted)."""
     X, _ = load_data(data, n, dim, teacher, noise, seed)
-    sweep = float_list(biases, "--biases")
+    sweep = number_list(biases, "--biases")
     out_dir = output_dir(out)
     K = snt.bias_ntk(X, bias)
     spectrum = np.linalg.eigvalsh(K)

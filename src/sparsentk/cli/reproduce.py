@@ -8,7 +8,7 @@ import click
 
 from sparsentk import plotting
 from sparsentk._io import atomic_write_json, machine_info
-from sparsentk.cli._common import echo_done, float_list, int_list, output_dir
+from sparsentk.cli._common import echo_done, number_list, output_dir
 from sparsentk.experiments import convergence_study, mnist_sparsity_study, reproduce_report
 from sparsentk.experiments.report import PARTS
 
@@ -47,8 +47,8 @@ def reproduce_group() -> None:
 def convergence_command(biases, width, n, dim, teacher, steps, seeds, lr_rule, lr_scale, out):
     """P1 Figure 2: log training loss against the GD step for several biases; fitted final slopes and a verdict."""
     with status("convergence study") as say:
-        result = convergence_study(biases=tuple(float_list(biases, "--biases")), width=width, n=n, dim=dim,
-                                   teacher=teacher, steps=steps, seeds=tuple(int_list(seeds, "--seeds")),
+        result = convergence_study(biases=tuple(number_list(biases, "--biases")), width=width, n=n, dim=dim,
+                                   teacher=teacher, steps=steps, seeds=tuple(number_list(seeds, "--seeds", int)),
                                    lr_rule=lr_rule, lr_scale=lr_scale, callback=say)
     out_dir = output_dir(out)
     atomic_write_json(out_dir / "convergence.json", result | {"machine": machine_info()})
@@ -78,7 +78,7 @@ def mnist_sparsity_command(biases, data, data_dir, epochs, batch_size, lr, momen
                            test_limit, threads, seed, out):
     """P1 Figure 1: per-layer sparsity over training of a deep MLP whose biases start at −B."""
     with status("MNIST sparsity study") as say:
-        result = mnist_sparsity_study(biases=tuple(float_list(biases, "--biases")), data=data, data_dir=data_dir,
+        result = mnist_sparsity_study(biases=tuple(number_list(biases, "--biases")), data=data, data_dir=data_dir,
                                       epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, width=width,
                                       depth=depth, train_limit=train_limit, test_limit=test_limit, seed=seed,
                                       threads=threads, callback=say)
