@@ -26,6 +26,19 @@ def _torch():
     return torch
 
 
+def resolve_data(data: str, data_dir: str | os.PathLike | None = None) -> str:
+    """``"mnist"`` or ``"digits"``: ``"auto"`` means MNIST when its IDX files are found locally (no download)."""
+    if data not in ("mnist", "digits", "auto"):
+        raise ValueError(f"data: expected 'mnist', 'digits' or 'auto', got {data!r}")
+    if data != "auto":
+        return data
+    try:
+        snt.data.mnist_dir(data_dir, download=False)
+    except FileNotFoundError:
+        return "digits"
+    return "mnist"
+
+
 def load_images(data: str = "mnist", data_dir: str | os.PathLike | None = None, *, train_limit: int | None = None,
                 test_limit: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Train/test images and integer labels: MNIST from IDX files, or the 8×8 digits, standardized with the mean
@@ -33,14 +46,7 @@ def load_images(data: str = "mnist", data_dir: str | os.PathLike | None = None, 
 
     ``data="auto"`` uses MNIST when its files are found locally (no download) and the digits otherwise.
     """
-    if data not in ("mnist", "digits", "auto"):
-        raise ValueError(f"data: expected 'mnist', 'digits' or 'auto', got {data!r}")
-    if data == "auto":
-        try:
-            snt.data.mnist_dir(data_dir, download=False)
-            data = "mnist"
-        except FileNotFoundError:
-            data = "digits"
+    data = resolve_data(data, data_dir)
     rng = np.random.default_rng(seed)
     if data == "mnist":
         Xtr, ytr = snt.data.mnist(data_dir, split="train")

@@ -24,7 +24,7 @@ import sparsentk as snt
 from sparsentk import plotting
 from sparsentk._io import atomic_write_json, atomic_write_text, machine_info
 from sparsentk.experiments.convergence import convergence_study
-from sparsentk.experiments.mnist_sparsity import mnist_sparsity_study
+from sparsentk.experiments.mnist_sparsity import mnist_sparsity_study, resolve_data
 
 PARTS = ("convergence", "sparsity", "kernel", "audit", "timing")
 
@@ -35,12 +35,7 @@ def settings(quick: bool, seed: int, data: str, data_dir: str | None) -> dict[st
     ``data="auto"`` is resolved here (MNIST when its files are found locally, else digits) because the training
     budget depends on it: the 1437 digit images get more epochs.
     """
-    if data == "auto":
-        try:
-            snt.data.mnist_dir(data_dir, download=False)
-            data = "mnist"
-        except FileNotFoundError:
-            data = "digits"
+    data = resolve_data(data, data_dir)
     epochs = {("mnist", True): 3, ("mnist", False): 5, ("digits", True): 30, ("digits", False): 60}[data, quick]
     return {
         "convergence": {"biases": [0.0, 0.5, 1.0, 1.5], "width": 128, "n": 32, "dim": 16, "steps": 2000,
