@@ -30,12 +30,24 @@ def split_by_work(ptr, parts):  # pragma: no cover - compiled
     return bounds
 
 
+@numba.njit(inline="always")
+def _mark(q, i, z, ar, act, init, f, c):  # pragma: no cover - compiled
+    """Record pair q (input i, pre-activation z): returns (1, init[q]) when active, (0, 0) otherwise."""
+    if z >= 0:
+        act[q] = 1
+        f[i] += ar * np.float64(z)
+        c[i] += 1
+        return 1, np.int64(init[q])
+    act[q] = 0
+    return 0, 0
+
+
 @numba.njit(parallel=True, fastmath=_FAST, cache=True)
 def forward(X, W, b, a, ptr, idx, init, act, bounds, f_part, count_part, zero):  # pragma: no cover - compiled
     """Pre-activations of candidate pairs: sets ``act``, accumulates a_r relu(z) and active counts per input.
 
-    ``zero`` is 0 in the network's dtype (the accumulator type).
-
+    Dot products accumulate in the network's dtype (``zero`` is its 0), like the dense GEMM, four candidates at
+    a time: the row gathers, not the arithmetic, bound this loop, and four independent ones overlap.
     Returns (active pairs, active pairs that were active at t = 0).
     """
     parts = bounds.shape[0] - 1
@@ -53,21 +65,33 @@ def forward(X, W, b, a, ptr, idx, init, act, bounds, f_part, count_part, zero): 
             w = W[r]
             br = b[r]
             ar = np.float64(a[r])
-            for q in range(ptr[r], ptr[r + 1]):
+            q = ptr[r]
+            end = ptr[r + 1]
+            while q + 4 <= end:
+                i0, i1, i2, i3 = idx[q], idx[q + 1], idx[q + 2], idx[q + 3]
+                x0, x1, x2, x3 = X[i0], X[i1], X[i2], X[i3]
+                s0 = s1 = s2 = s3 = zero
+                for k in range(d):
+                    wk = w[k]
+                    s0 += x0[k] * wk
+                    s1 += x1[k] * wk
+                    s2 += x2[k] * wk
+                    s3 += x3[k] * wk
+                for u, i, s in ((0, i0, s0), (1, i1, s1), (2, i2, s2), (3, i3, s3)):
+                    da, db = _mark(q + u, i, s - br, ar, act, init, f, c)
+                    na += da
+                    nb += db
+                q += 4
+            while q < end:
                 i = idx[q]
                 x = X[i]
-                s = zero  # accumulate in the network's dtype, like the dense GEMM (and it vectorizes)
+                s = zero
                 for k in range(d):
                     s += x[k] * w[k]
-                z = s - br
-                if z >= 0:
-                    act[q] = 1
-                    f[i] += ar * np.float64(z)
-                    c[i] += 1
-                    na += 1
-                    nb += init[q]
-                else:
-                    act[q] = 0
+                da, db = _mark(q, i, s - br, ar, act, init, f, c)
+                na += da
+                nb += db
+                q += 1
         n_act[p] = na
         n_both[p] = nb
     return n_act.sum(), n_both.sum()
@@ -89,23 +113,35 @@ def backward_update(X, W, b, a, ptr, idx, act, residual, step, W0, b0, Ws, bs, x
     step_moves = np.zeros(parts)
     for p in numba.prange(parts):
         g = np.zeros(d, dtype=W.dtype)
+        rows = np.empty(X.shape[0], dtype=np.int64)  # active inputs of the current neuron
         for r in range(bounds[p], bounds[p + 1]):
             touched[r] = 0
-            gb = 0.0
-            any_active = False
+            count = 0
             for q in range(ptr[r], ptr[r + 1]):
                 if act[q]:
-                    if not any_active:
-                        g[:] = 0.0
-                        any_active = True
-                    i = idx[q]
-                    ri = residual[i]
-                    gb += np.float64(ri)
-                    x = X[i]
-                    for k in range(d):
-                        g[k] += ri * x[k]
-            if not any_active:
+                    rows[count] = idx[q]
+                    count += 1
+            if count == 0:
                 continue
+            g[:] = 0.0
+            gb = 0.0
+            u = 0
+            while u + 4 <= count:  # four gathered rows at a time, as in the forward pass
+                i0, i1, i2, i3 = rows[u], rows[u + 1], rows[u + 2], rows[u + 3]
+                r0, r1, r2, r3 = residual[i0], residual[i1], residual[i2], residual[i3]
+                x0, x1, x2, x3 = X[i0], X[i1], X[i2], X[i3]
+                gb += np.float64(r0) + np.float64(r1) + np.float64(r2) + np.float64(r3)
+                for k in range(d):
+                    g[k] += r0 * x0[k] + r1 * x1[k] + r2 * x2[k] + r3 * x3[k]
+                u += 4
+            while u < count:
+                i = rows[u]
+                ri = residual[i]
+                gb += np.float64(ri)
+                x = X[i]
+                for k in range(d):
+                    g[k] += ri * x[k]
+                u += 1
             touched[r] = 1
             coef = step * np.float64(a[r])
             old_b[r] = b[r]
