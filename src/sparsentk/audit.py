@@ -243,10 +243,15 @@ def audit(
         series["region_checks"] = checks
         if shift_labels:
             c = theory.label_shift(X, y, bias)
-            shifted, shifted_checks, _, _ = run(y + c)
+            if c > 0:
+                shifted, shifted_checks, _, _ = run(y + c)
+            else:  # the labels are already in R: the shifted run is the unshifted one
+                shifted, shifted_checks = history, checks
             inside_s = np.mean([ok for _, ok in shifted_checks]) if shifted_checks else math.nan
+            why = ("Remark 3.13 puts the labels in R; the residual starts at −(y + c) only when f(0) = 0 "
+                   "(init='symmetric')" if init != "symmetric" else "f(0) = 0, so the residual starts at −(y + c)")
             rows.append(Row(f"with labels shifted by c = {c:.4g}: residual in R (fraction)", "P1 Remark 3.13",
-                            float(inside_s), 1.0, "equals"))
+                            float(inside_s), 1.0, "equals", "", why))
             rows.append(Row("with shifted labels: fitted rate / unshifted fitted rate", "P1 Remark 3.13",
                             theory.fitted_rate(shifted.loss), rate, "equals", "",
                             f"rates {theory.fitted_rate(shifted.loss):.4g} vs {rate:.4g} per step"))
