@@ -30,7 +30,10 @@ PARTS = ("convergence", "sparsity", "kernel", "audit", "timing")
 
 
 def settings(quick: bool, seed: int, data: str, data_dir: str | None) -> dict[str, dict[str, Any]]:
-    """The configuration of every part (quick: about two minutes on 2 cores; full: tens of minutes).
+    """The configuration of every part (quick: about two minutes on 2 idle cores; full: tens of minutes).
+
+    Quick mode trains the MLP on 10 000 images in batches of 64: the same number of SGD steps as 20 000 images in
+    batches of 128, at half the arithmetic.
 
     ``data="auto"`` is resolved here (MNIST when its files are found locally, else digits) because the training
     budget depends on it: the 1437 digit images get more epochs.
@@ -42,8 +45,8 @@ def settings(quick: bool, seed: int, data: str, data_dir: str | None) -> dict[st
                         "seeds": [seed, seed + 1, seed + 2] if quick else [seed + k for k in range(5)],
                         "lr_rule": "theorem"},
         "sparsity": {"biases": [0.5, 1.0, 1.5], "data": data, "data_dir": data_dir,
-                     "train_limit": 20000 if quick else None, "test_limit": 2000 if quick else None,
-                     "epochs": epochs, "seed": seed},
+                     "train_limit": 10000 if quick else None, "test_limit": 2000 if quick else None,
+                     "batch_size": 64 if quick else 128, "epochs": epochs, "seed": seed},
         "kernel": {"n": 300 if quick else 1000, "dim": 16, "biases": [float(b) for b in np.arange(0, 3.01, 0.25)],
                    "ntk_widths": [2**10, 2**12, 2**14] if quick else [2**10, 2**12, 2**14, 2**16],
                    "ntk_bias": 1.5, "ntk_n": 60, "seed": seed},
@@ -63,7 +66,7 @@ def run_convergence(cfg: dict, say: Callable[[str], None]) -> dict:
 def run_sparsity(cfg: dict, say: Callable[[str], None]) -> dict:
     return mnist_sparsity_study(biases=tuple(cfg["biases"]), data=cfg["data"], data_dir=cfg["data_dir"],
                                 train_limit=cfg["train_limit"], test_limit=cfg["test_limit"], epochs=cfg["epochs"],
-                                seed=cfg["seed"], callback=say)
+                                batch_size=cfg["batch_size"], seed=cfg["seed"], callback=say)
 
 
 def run_kernel(cfg: dict, say: Callable[[str], None]) -> dict:
