@@ -202,11 +202,12 @@ def layer_sparsity(study: dict) -> Figure:
         ax.grid(True, alpha=0.3)
     axes[0, 0].set_ylabel("active fraction of units")
     axes[0, 0].set_ylim(bottom=0)
-    axes[0, -1].legend(fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     c = study["config"]
     fig.suptitle(f"{c['depth']}-layer MLP of width {c['width']} on {c['data']} ({c['train_size']} images, "
                  f"{c['epochs']} epoch(s), SGD lr {c['lr']:g})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
