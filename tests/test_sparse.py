@@ -120,3 +120,44 @@ def test_sparse_divergence_keeps_last_finite_parameters():
         snt.train(net, X, y, lr=1e36, steps=50, method="sparse")
     assert len(info.value.history.loss) == 1
     np.testing.assert_array_equal(net.W, W0)
+
+
+def test_sparse_leaves_the_result_in_the_networks_own_arrays():
+    X, y = snt.data.sphere(30, 4, seed=1)
+    net = snt.ShallowReLU(4, 300, bias=1.5, seed=2)
+    W, b = net.W, net.b
+    for steps in (3, 4):  # the engine writes each step to the other of two buffers: both parities
+        dense, sparse = net.copy(), net.copy()
+        W, b = sparse.W, sparse.b
+        snt.train(dense, X, y, lr=1.0, steps=steps)
+        snt.train(sparse, X, y, lr=1.0, steps=steps, method="sparse")
+        assert sparse.W is W and sparse.b is b
+        np.testing.assert_allclose(sparse.W, dense.W, rtol=1e-9, atol=1e-11)
+
+
+def test_lists_that_outgrow_their_slots_move_and_stay_exact():
+    # a bias that drifts down makes a neuron fire for many more inputs than at initialization
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((200, 6))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = 5.0 + rng.uniform(-1, 1, 200)  # targets far above f(0): active neurons lower their biases
+    dense, sparse, hd, hs = run_both(X, y, 300, 2.0, 0.1, steps=30)
+    assert hd.active_mean[-1] > 4 * hd.active_mean[0] and hs.stats["reexamined"][1:].sum() > 0
+    assert_same(dense, sparse, hd, hs)
+
+
+def test_compacting_the_lists_keeps_the_iterates(monkeypatch):
+    from sparsentk import _sparse
+
+    monkeypatch.setattr(_sparse, "COMPACT_MIN", 0)  # compact whenever moved lists leave a tenth of the pool behind
+    monkeypatch.setattr(_sparse, "COMPACT_FRACTION", 0.1)
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((200, 6))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = 5.0 + rng.uniform(-1, 1, 200)
+    compactions = []
+    original = _sparse.kern.compact
+    monkeypatch.setattr(_sparse.kern, "compact", lambda *args: compactions.append(1) or original(*args))
+    dense, sparse, hd, hs = run_both(X, y, 300, 2.0, 0.1, steps=30)
+    assert compactions
+    assert_same(dense, sparse, hd, hs)

@@ -148,7 +148,8 @@ class _Engine(Protocol):
 
     ``evaluate`` computes the forward pass at the current parameters and returns the per-iterate fields (and any
     extra counters); ``step`` applies one GD step using the residual of the last ``evaluate``; ``revert`` undoes
-    the last step (used when the loss at the new iterate is not finite).
+    the last step (used when the loss at the new iterate is not finite); ``close`` leaves the final parameters in
+    the network's own arrays.
     """
 
     def evaluate(self) -> dict[str, float]: ...
@@ -156,6 +157,8 @@ class _Engine(Protocol):
     def step(self, lr: float) -> None: ...
 
     def revert(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _DenseEngine:
@@ -231,6 +234,9 @@ class _DenseEngine:
     def revert(self) -> None:
         np.copyto(self.net.W, self.W_prev)
         np.copyto(self.net.b, self.b_prev)
+
+    def close(self) -> None:
+        pass
 
 
 def expected_active_fraction(bias: float, X: np.ndarray) -> float:
@@ -325,25 +331,28 @@ def train(
     if callback is not None:
         callback(0, net, history)
 
-    with _progress_bar(progress, steps, method) as advance:
-        for t in range(1, steps + 1):
-            tick = time.perf_counter()
-            engine.step(lr)
-            values = engine.evaluate()
-            history.seconds[t - 1] = time.perf_counter() - tick
-            if not math.isfinite(values["loss"]):
-                engine.revert()
-                last = history.loss[t - 1]
-                raise TrainingDiverged(
-                    f"training diverged at step {t}: loss = {values['loss']} (last finite loss {last:.6g} at step "
-                    f"{t - 1}); lr={lr} is too large. The network keeps its step-{t - 1} parameters and the error's "
-                    "`history` holds every finite iterate.",
-                    history._truncate(t),
-                )
-            history._record(t, values)
-            if callback is not None:
-                callback(t, net, history)
-            advance(values["loss"])
+    try:
+        with _progress_bar(progress, steps, method) as advance:
+            for t in range(1, steps + 1):
+                tick = time.perf_counter()
+                engine.step(lr)
+                values = engine.evaluate()
+                history.seconds[t - 1] = time.perf_counter() - tick
+                if not math.isfinite(values["loss"]):
+                    engine.revert()
+                    last = history.loss[t - 1]
+                    raise TrainingDiverged(
+                        f"training diverged at step {t}: loss = {values['loss']} (last finite loss {last:.6g} at "
+                        f"step {t - 1}); lr={lr} is too large. The network keeps its step-{t - 1} parameters and the "
+                        "error's `history` holds every finite iterate.",
+                        history._truncate(t),
+                    )
+                history._record(t, values)
+                if callback is not None:
+                    callback(t, net, history)
+                advance(values["loss"])
+    finally:
+        engine.close()
     return history
 
 
