@@ -88,12 +88,15 @@ def sparse_targets(quick: bool) -> dict:
         rows.append([bias, lr, width, n, per_ours, per_torch, per_torch / per_ours,
                      float(np.median(dense.seconds)) / per_ours, history.setup_seconds, total,
                      torch_total / total, history.loss[-1] / history.loss[0], active[0] / (n * width),
-                     active[-1] / (n * width), float(np.mean(history.stats["candidates"] / active))])
+                     active[-1] / (n * width), float(np.mean(history.stats["candidates"] / active)),
+                     1e3 * float(np.median(history.stats["loop_seconds"][1:])),
+                     1e3 * float(np.median(history.stats["exam_seconds"][1:]))])
         out[str(bias)] = {"per_step": per_ours, "torch_per_step": per_torch, "total": total}
     table(["B", "lr", "width", "n", "sparse (s/step)", "PyTorch dense (s/step)", "per-step speed-up vs PyTorch",
            "per-step speed-up vs sparsentk dense", "sparse set-up (s)", f"sparse total, {steps} steps (s)",
            "end-to-end speed-up (PyTorch extrapolated)", "loss ratio L(T)/L(0)", "active fraction t=0",
-           "active fraction t=T", "candidates / active pairs"], rows)
+           "active fraction t=T", "candidates / active pairs", "fused loop (ms/step)", "examinations (ms/step)"],
+          rows)
     print(f"PyTorch end to end = its median step × {steps} (running it would take "
           f"{max(r[5] for r in rows) * steps / 60:.0f} min per bias); sparse end to end includes set-up.\n")
     return out
@@ -144,8 +147,9 @@ def speedup_plot(quick: bool) -> None:
         # Theorem 3.1's rule η ∝ λ(B)e^{B²}, anchored at the issue's lr 0.5 for B = 2.5
         lr = 0.5 * snt.lambda_min(snt.bias_ntk(sub, bias)) * math.exp(bias**2) / anchor
         net = snt.ShallowReLU(d, width, bias, seed=0, dtype=np.float32)
-        sparse = snt.train(net.copy(), X, y, lr=lr, steps=4, method="sparse")
-        dense = snt.train(net.copy(), X, y, lr=lr, steps=4, method="dense")
+        # medians over 10 sparse steps (its first few warm up) and 3 dense ones (dense steps do not vary)
+        sparse = snt.train(net.copy(), X, y, lr=lr, steps=10, method="sparse")
+        dense = snt.train(net.copy(), X, y, lr=lr, steps=3, method="dense")
         t_s, t_d = float(np.median(sparse.seconds)), float(np.median(dense.seconds))
         frac = float(sparse.stats["active_pairs"][0] / (n * width))
         flops_active = 4 * d * float(np.mean(sparse.stats["active_pairs"]))  # forward + backward, active pairs

@@ -57,7 +57,11 @@ class History:
     setup_seconds : float
         Seconds spent before the first step (initial forward pass and the method's set-up).
     stats : dict of ndarray
-        Method-specific counters per step (the sparse method reports candidate pairs and re-examinations).
+        Method-specific counters per iterate. The sparse method reports ``active_pairs``, ``candidates`` (pairs
+        whose pre-activations a step computes), ``listed`` (pairs kept by the last examinations), ``computed``
+        (pre-activations computed by the step), ``refreshed`` (neurons whose candidates were rebuilt from their
+        listed inputs), ``reexamined`` (neurons examined against every input), and the seconds of the step spent
+        in the fused update-and-forward loop (``loop_seconds``) and in examinations (``exam_seconds``).
     """
 
     method: str
