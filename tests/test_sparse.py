@@ -55,8 +55,15 @@ def test_sparse_equals_dense_float64(problem):
     dense, sparse, hd, hs = run_both(X, y, width, bias, lr, steps=15, init=init, seed=seed)
     assert_same(dense, sparse, hd, hs)
     assert hs.method == "sparse"
-    for name in ("candidates", "reexamined", "active_pairs"):
+    for name in ("active_pairs", "candidates", "listed", "computed", "refreshed", "reexamined", "loop_seconds",
+                 "exam_seconds"):
         assert hs.stats[name].shape == hs.loss.shape
+    stats = hs.stats
+    # the active pairs are the dense pattern's; candidates contain them, listed inputs contain the candidates
+    np.testing.assert_allclose(stats["active_pairs"], hd.active_mean * X.shape[0], rtol=1e-12)
+    assert np.all(stats["active_pairs"] <= stats["candidates"])
+    assert np.all(stats["candidates"] <= stats["listed"])
+    assert np.all(stats["loop_seconds"][1:] + stats["exam_seconds"][1:] <= hs.seconds + 1e-9)
 
 
 def test_large_steps_force_many_flips():
