@@ -168,3 +168,20 @@ def test_compacting_the_lists_keeps_the_iterates(monkeypatch):
     dense, sparse, hd, hs = run_both(X, y, 300, 2.0, 0.1, steps=30)
     assert compactions
     assert_same(dense, sparse, hd, hs)
+
+
+def test_examinations_in_blocks_sized_by_the_inputs_stay_exact(monkeypatch):
+    from sparsentk import _sparse
+
+    # a budget of 20 rows of float64 products and int32 lists for 300 inputs: the 100 neurons in several blocks
+    monkeypatch.setattr(_sparse, "EXAM_BYTES", 20 * 300 * 12)
+    blocks = []
+    original = _sparse.kern.list_inputs
+    monkeypatch.setattr(_sparse.kern, "list_inputs", lambda Z, *args: blocks.append(len(Z)) or original(Z, *args))
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 5))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = rng.uniform(-1, 1, 300)
+    dense, sparse, hd, hs = run_both(X, y, 100, 1.0, 1.0, steps=20)
+    assert max(blocks) < 100
+    assert_same(dense, sparse, hd, hs)

@@ -50,8 +50,10 @@ INITIAL_LIST_FACTOR = 4.0
 MAX_LIST_FACTOR = 16.0
 #: Largest margin τ₂ of an examination.
 MAX_MARGIN = 3.0
-#: Neurons per BLAS block when examining against every input.
+#: Neurons per BLAS block when examining against every input ...
 EXAM_BLOCK = 1024
+#: ... fewer when the block's products and lists would exceed this many bytes (many inputs).
+EXAM_BYTES = 1 << 28
 #: Cost of examining one input by BLAS relative to one gathered candidate pair (β above).
 EXAM_COST = 1.0 / 3.0
 #: Work per neuron (in candidate pairs) besides its candidates, for splitting neurons among threads.
@@ -153,13 +155,15 @@ class SparseEngine:
         """Examine ``neurons`` (sorted) against every input at the current parameters: rebuild their lists and
         add their forward contributions. Returns the number of examined neurons."""
         W, b = self.buffers[self.current]
-        rows = min(len(neurons), EXAM_BLOCK)
-        Z = np.empty((rows, self.X.shape[0]), dtype=W.dtype)
-        listed = np.empty((rows, self.X.shape[0]), dtype=np.int32)
+        n = self.X.shape[0]
+        block_rows = max(self.parts, min(EXAM_BLOCK, EXAM_BYTES // (n * (W.itemsize + 4))))
+        rows = min(len(neurons), block_rows)
+        Z = np.empty((rows, n), dtype=W.dtype)
+        listed = np.empty((rows, n), dtype=np.int32)
         counts = np.empty((rows, 3), dtype=np.int64)
         with self.blas.limit(limits=1, user_api="blas"):
-            for lo in range(0, len(neurons), EXAM_BLOCK):
-                block = neurons[lo : lo + EXAM_BLOCK]
+            for lo in range(0, len(neurons), block_rows):
+                block = neurons[lo : lo + block_rows]
                 rows = len(block)
                 contiguous = block[-1] - block[0] == rows - 1
                 W_block = W[block[0] : block[-1] + 1] if contiguous else W[block]
