@@ -33,8 +33,11 @@ METHODS = ("dense", "sparse", "auto")
 #: Per-iterate fields of :class:`History` (length ``steps + 1``).
 ITERATE_FIELDS = ("loss", "active_mean", "active_max", "flips", "movement_w", "movement_b")
 
-#: ``method="auto"`` uses the sparse method when the expected active fraction is at most this. Measured crossover
-#: (BENCHMARKS.md, width 2^16, n = 2048): sparse is 2.1× faster at fraction 0.067 and 0.83× at 0.16.
+#: ``method="auto"`` uses the sparse method when the expected active fraction is at most this. Over the first steps
+#: the sparse method is faster at every bias of the sweep in BENCHMARKS.md (width 2^16, n = 2048: 4.6× at fraction
+#: 0.067, 2.6× at 0.16, 1.7× at 0.5), but its lists take 5 bytes per listed pair, about five times the active pairs
+#: after the first examination, against 1/8 byte per pair for dense GD's bit-packed patterns: above about 0.1 they
+#: approach the size of a float32 n × width array, which the sparse method exists to avoid.
 AUTO_SPARSE_FRACTION = 0.1
 
 
