@@ -3,9 +3,9 @@
 They explain where the fused loop's time goes (BENCHMARKS.md, "Where the sparse time goes") and record designs
 that were measured and not built:
 
-- *gathers*: per-neuron dot products with gathered rows of X, four rows at a time as in ``_sparse_kernels``,
-  against X of 1 MiB (the real case), X of a few cache-hot rows, and the same loop tiled over neuron blocks × input
-  quarters so each quarter of X stays in L2;
+- *gathers*: per-neuron dot products with gathered rows of X by the engine's own four-row ``_dot4``, against X of
+  1 MiB (the real case), X of a few cache-hot rows, and the same loop tiled over neuron blocks × input ranges so
+  each range of X stays in L2;
 - *rows*: reading W and writing the updated rows to a second buffer (what the engine does, so a revert is free)
   against updating them in place;
 - *dual form*: per-neuron pre-activations updated through cached Gram blocks of the candidates,
@@ -23,41 +23,38 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from sparsentk import _sparse_kernels as kern
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, median_time, table
 
 
+@numba.njit(inline="always", fastmath=True)
+def _row_dots(X, W, r, idx, lo, hi, out):  # pragma: no cover - compiled
+    """out[q] = w_r·x_idx[q] for q in [lo, hi), four rows at a time with the engine's own ``_dot4``."""
+    zero = np.float32(0)
+    q = lo
+    while q + 4 <= hi:
+        out[q], out[q + 1], out[q + 2], out[q + 3] = kern._dot4(X, W[r], idx[q], idx[q + 1], idx[q + 2],
+                                                                 idx[q + 3], zero)
+        q += 4
+    while q < hi:
+        out[q] = kern._dot(X, W[r], idx[q], zero)
+        q += 1
+
+
 @numba.njit(parallel=True, fastmath=True)
 def gathered_dots(X, W, idx, ptr, out, parts):  # pragma: no cover - compiled
-    d = X.shape[1]
     m = W.shape[0]
     for p in numba.prange(parts):
         for r in range(p * m // parts, (p + 1) * m // parts):
-            q, hi = ptr[r], ptr[r + 1]
-            while q + 4 <= hi:
-                i0, i1, i2, i3 = idx[q], idx[q + 1], idx[q + 2], idx[q + 3]
-                s0 = s1 = s2 = s3 = np.float32(0)
-                for k in range(d):
-                    wk = W[r, k]
-                    s0 += X[i0, k] * wk
-                    s1 += X[i1, k] * wk
-                    s2 += X[i2, k] * wk
-                    s3 += X[i3, k] * wk
-                out[q], out[q + 1], out[q + 2], out[q + 3] = s0, s1, s2, s3
-                q += 4
-            while q < hi:
-                s = np.float32(0)
-                for k in range(d):
-                    s += X[idx[q], k] * W[r, k]
-                out[q] = s
-                q += 1
+            _row_dots(X, W, r, idx, ptr[r], ptr[r + 1], out)
 
 
 @numba.njit(parallel=True, fastmath=True)
 def tiled_dots(X, W, idx, tile_ptr, out, parts, block):  # pragma: no cover - compiled
     """``gathered_dots`` by tiles: a block of neurons against one input range at a time (``tile_ptr[r, j]`` is
     where neuron r's inputs of range j start in its input-sorted list)."""
-    d = X.shape[1]
     m = W.shape[0]
     ranges = tile_ptr.shape[1] - 1
     for p in numba.prange(parts):
@@ -65,11 +62,7 @@ def tiled_dots(X, W, idx, tile_ptr, out, parts, block):  # pragma: no cover - co
         for r0 in range(lo, hi, block):
             for j in range(ranges):
                 for r in range(r0, min(r0 + block, hi)):
-                    for q in range(tile_ptr[r, j], tile_ptr[r, j + 1]):
-                        s = np.float32(0)
-                        for k in range(d):
-                            s += X[idx[q], k] * W[r, k]
-                        out[q] = s
+                    _row_dots(X, W, r, idx, tile_ptr[r, j], tile_ptr[r, j + 1], out)
 
 
 @numba.njit(parallel=True, fastmath=True)
