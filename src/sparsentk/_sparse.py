@@ -108,7 +108,8 @@ class SparseEngine:
         self.buffers = ((net.W, net.b), (np.empty_like(net.W), np.empty_like(net.b)))
         self.current = 0
         self.W0, self.b0 = net.W.copy(), net.b.copy()
-        self.W_exam, self.b_exam = net.W.copy(), net.b.copy()  # rows at each neuron's last examination
+        # rows at each neuron's last examination (the first examination fills them)
+        self.W_exam, self.b_exam = np.empty_like(net.W), np.empty_like(net.b)
         self.dist, self.path_w = np.zeros(m), np.zeros(m)  # for the exact max distance from initialization
         self.moved1, self.moved2 = np.zeros(m), np.zeros(m)
         self.tau1_of, self.tau2_of = np.zeros(m), np.zeros(m)
