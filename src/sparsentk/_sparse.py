@@ -177,9 +177,10 @@ class SparseEngine:
                     self._reserve(int(1.6 * (counts[:rows, 1].mean() + 4) * self.net.width))
                 self._place(block, counts[:rows])
                 groups = np.linspace(0, rows, self.parts + 1).astype(np.int64)
-                kern.absorb_exam(Z, b_block, listed, block, counts, self.tau1, self.net.a, self.start, self.n_act,
-                                 self.n_cand, self.n_listed, self.idx, self.init, self.init_ptr, self.init_idx,
-                                 self.first, groups, self.f_part, self.count_part, self.exam_counts)
+                kern.absorb_exam(Z[:rows], b_block, listed[:rows], block, counts[:rows], self.tau1, self.net.a,
+                                 self.start, self.n_act, self.n_cand, self.n_listed, self.idx, self.init,
+                                 self.init_ptr, self.init_idx, self.first, groups, self.f_part, self.count_part,
+                                 self.exam_counts)
         self.tau1_of[neurons] = self.tau1
         self.tau2_of[neurons] = self.tau2
         self.moved1[neurons] = 0.0
