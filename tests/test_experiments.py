@@ -56,7 +56,7 @@ def test_mlp_initialization():
 
 def test_sparsity_recorded_equals_direct_recomputation(tiny_mnist):
     res = mnist_sparsity_study(biases=(0.5,), data="mnist", data_dir=tiny_mnist, epochs=1, batch_size=64, width=16,
-                               depth=2, seed=0)
+                               depth=2, seeds=(0,))
     run = res["runs"][0]
     assert res["config"]["data"] == "mnist" and res["config"]["train_size"] == 64
     # recompute the first batch's sparsity by hand from the same initialization and data order
@@ -75,8 +75,30 @@ def test_sparsity_recorded_equals_direct_recomputation(tiny_mnist):
     np.testing.assert_allclose(run["sparsity"][0], fractions, rtol=1e-6)
     assert 0 <= run["accuracy"][0] <= 1
     again = mnist_sparsity_study(biases=(0.5,), data="mnist", data_dir=tiny_mnist, epochs=1, batch_size=64, width=16,
-                                 depth=2, seed=0)
+                                 depth=2, seeds=(0,))
     assert again["runs"][0]["sparsity"] == run["sparsity"]
+
+
+def test_sparsity_seeds_and_their_summary(tiny_mnist):
+    res = mnist_sparsity_study(biases=(0.5, 1.0), data="mnist", data_dir=tiny_mnist, epochs=1, batch_size=16,
+                               width=16, depth=3, seeds=(0, 1))
+    assert [(r["bias"], r["seed"]) for r in res["runs"]] == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
+    assert res["runs"][0]["sparsity"] != res["runs"][1]["sparsity"]  # a seed changes the initialization
+    one = mnist_sparsity_study(biases=(1.0,), data="mnist", data_dir=tiny_mnist, epochs=1, batch_size=16, width=16,
+                               depth=3, seeds=(1,))
+    assert one["runs"][0]["sparsity"] == res["runs"][3]["sparsity"]  # runs do not depend on each other
+    assert set(res["per_bias"]) == {"0.5", "1.0"} and res["config"]["seeds"] == [0, 1]
+    for run in res["runs"]:  # the summary against the curves themselves
+        row = res["per_bias"][str(run["bias"])]
+        j = row["seeds"].index(run["seed"])
+        curves = np.array(run["sparsity"])
+        change = np.abs(curves - curves[0]).max(axis=0)
+        assert row["input_change"][j] == pytest.approx(change[0])
+        assert row["hidden_change"][j] == pytest.approx(change[1:].max())
+        assert row["final_active"][j] == pytest.approx(curves[-1].mean())
+        assert row["accuracy"][j] == run["accuracy"][-1]
+    with pytest.raises(ValueError, match="seeds"):
+        mnist_sparsity_study(data="digits", seeds=())
 
 
 def test_digits_fallback_and_bad_input(tmp_path, monkeypatch):
@@ -132,3 +154,22 @@ def test_cli_reproduce_commands(tmp_path, tiny_mnist):
                             "--out", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "m" / "sparsity.json").read_text())["config"]["depth"] == 2
+
+
+def test_sparsity_claims_judge_the_mean_over_seeds():
+    from sparsentk.experiments.report import claims
+
+    def study(hidden: dict) -> dict:
+        per = {str(b): {"seeds": [0, 1], "input_change": [0.2, 0.3], "final_active": [0.5 - b / 4, 0.5 - b / 4],
+                        "accuracy": [0.9, 0.91], "hidden_change": h} for b, h in hidden.items()}
+        return {"sparsity": {"config": {"seeds": [0, 1], "epochs": 1, "train_size": 10}, "per_bias": per}}
+
+    rows = {r["claim"][:20]: r for r in claims(study({0.5: [0.01, 0.03], 1.0: [0.04, 0.12]}))}
+    constant = rows["each hidden layer's "]
+    assert "B=1: 0.080 (0.040–0.120)" in constant["measured"] and "mean over 2 seeds" in constant["measured"]
+    assert constant["verdict"] == "partly reproduced"  # the mean 0.08, not the worst seed's 0.12
+    assert rows["a larger bias gives "]["verdict"] == "reproduced"
+    assert rows["the input layer (lay"]["verdict"] == "reproduced"
+    assert "drop 0.0000" in rows["... with only a marg"]["measured"]
+    worse = {r["claim"][:20]: r for r in claims(study({0.5: [0.01, 0.03], 1.0: [0.11, 0.12]}))}
+    assert worse["each hidden layer's "]["verdict"] == "not reproduced"

@@ -190,14 +190,20 @@ def convergence_curves(study: dict) -> Figure:
 
 
 def layer_sparsity(study: dict) -> Figure:
-    """P1 Figure 1: every layer's active fraction per SGD batch, one panel per bias."""
-    runs = study["runs"]
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False, sharey=True)
-    for ax, run in zip(axes[0], runs, strict=True):
-        curves = np.array(run["sparsity"])
-        for k in range(curves.shape[1]):
-            ax.plot(curves[:, k], lw=1.2, label=f"layer {k}", color=f"C{k}")
-        ax.set_title(f"B = {run['bias']:g} (test accuracy {run['accuracy'][-1]:.3f})")
+    """P1 Figure 1: every layer's active fraction per SGD batch, one panel per bias (the first seed's curves bold,
+    the other seeds' thin)."""
+    biases = list(dict.fromkeys(run["bias"] for run in study["runs"]))
+    fig, axes = plt.subplots(1, len(biases), figsize=(5 * len(biases), 4), squeeze=False, sharey=True)
+    for ax, bias in zip(axes[0], biases, strict=True):
+        runs = [run for run in study["runs"] if run["bias"] == bias]
+        for j, run in enumerate(runs):
+            curves = np.array(run["sparsity"])
+            for k in range(curves.shape[1]):
+                ax.plot(curves[:, k], lw=1.2 if j == 0 else 0.6, alpha=1.0 if j == 0 else 0.45, color=f"C{k}",
+                        label=f"layer {k}" if j == 0 else None)
+        accuracy = np.mean([run["accuracy"][-1] for run in runs])
+        ax.set_title(f"B = {bias:g} (test accuracy {accuracy:.3f}"
+                     + (f", mean of {len(runs)} seeds)" if len(runs) > 1 else ")"))
         ax.set_xlabel("SGD batch")
         ax.grid(True, alpha=0.3)
     axes[0, 0].set_ylabel("active fraction of units")

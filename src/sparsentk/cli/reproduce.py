@@ -72,23 +72,26 @@ def convergence_command(biases, width, n, dim, teacher, steps, seeds, lr_rule, l
 @click.option("--train-limit", type=int, default=None, help="Use a random subset of the training images.")
 @click.option("--test-limit", type=int, default=None, help="Use a random subset of the test images.")
 @click.option("--threads", type=int, default=None, help="PyTorch threads (default: all cores).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seeds", default="0", show_default=True,
+              help="Comma-separated seeds (initialization and batch order); one run per bias and seed.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/mnist-sparsity", show_default=True)
 def mnist_sparsity_command(biases, data, data_dir, epochs, batch_size, lr, momentum, width, depth, train_limit,
-                           test_limit, threads, seed, out):
+                           test_limit, threads, seeds, out):
     """P1 Figure 1: per-layer sparsity over training of a deep MLP whose biases start at −B."""
     with status("MNIST sparsity study") as say:
         result = mnist_sparsity_study(biases=tuple(number_list(biases, "--biases")), data=data, data_dir=data_dir,
                                       epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, width=width,
-                                      depth=depth, train_limit=train_limit, test_limit=test_limit, seed=seed,
-                                      threads=threads, callback=say)
+                                      depth=depth, train_limit=train_limit, test_limit=test_limit,
+                                      seeds=tuple(number_list(seeds, "--seeds", int)), threads=threads,
+                                      callback=say)
     out_dir = output_dir(out)
     atomic_write_json(out_dir / "sparsity.json", result | {"machine": machine_info()})
     plotting.save(plotting.layer_sparsity(result), out_dir / "sparsity.png")
     echo_done(out_dir, ["sparsity.json", "sparsity.png"])
     for run in result["runs"]:
         changes = ", ".join(f"{lay['max_change']:.3f}" for lay in run["layers"])
-        click.echo(f"B={run['bias']:g}: accuracy {run['accuracy'][-1]:.4f}; largest change per layer {changes}")
+        click.echo(f"B={run['bias']:g}, seed {run['seed']}: accuracy {run['accuracy'][-1]:.4f}; largest change per "
+                   f"layer {changes}")
 
 
 @reproduce_group.command("report")
