@@ -97,8 +97,9 @@ def test_sparsity_seeds_and_their_summary(tiny_mnist):
         assert row["hidden_change"][j] == pytest.approx(change[1:].max())
         assert row["final_active"][j] == pytest.approx(curves[-1].mean())
         assert row["accuracy"][j] == run["accuracy"][-1]
-    with pytest.raises(ValueError, match="seeds"):
-        mnist_sparsity_study(data="digits", seeds=())
+    for bad in ((), (0.5,), 3):
+        with pytest.raises(ValueError, match="seeds"):
+            mnist_sparsity_study(data="digits", seeds=bad)
 
 
 def test_digits_fallback_and_bad_input(tmp_path, monkeypatch):

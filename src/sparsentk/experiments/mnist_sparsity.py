@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -128,7 +129,10 @@ def mnist_sparsity_study(
             raise ValueError(f"{name}: expected a positive integer, got {value}")
     if not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr: expected a positive number, got {lr}")
-    seeds = tuple(int(s) for s in seeds)
+    try:
+        seeds = tuple(operator.index(s) for s in seeds)
+    except TypeError:
+        raise ValueError(f"seeds: expected a sequence of integers, got {seeds!r}") from None
     if not seeds:
         raise ValueError("seeds: expected at least one seed, got none")
     images = load_images(data, data_dir, train_limit=train_limit, test_limit=test_limit, seed=seeds[0])
