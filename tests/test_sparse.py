@@ -132,7 +132,6 @@ def test_sparse_divergence_keeps_last_finite_parameters():
 def test_sparse_leaves_the_result_in_the_networks_own_arrays():
     X, y = snt.data.sphere(30, 4, seed=1)
     net = snt.ShallowReLU(4, 300, bias=1.5, seed=2)
-    W, b = net.W, net.b
     for steps in (3, 4):  # the engine writes each step to the other of two buffers: both parities
         dense, sparse = net.copy(), net.copy()
         W, b = sparse.W, sparse.b
@@ -142,12 +141,20 @@ def test_sparse_leaves_the_result_in_the_networks_own_arrays():
         np.testing.assert_allclose(sparse.W, dense.W, rtol=1e-9, atol=1e-11)
 
 
-def test_lists_that_outgrow_their_slots_move_and_stay_exact():
-    # a bias that drifts down makes a neuron fire for many more inputs than at initialization
+def unit_rows(rng, n, d):
+    X = rng.standard_normal((n, d))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def drifting_problem():
+    """Targets far above f(0): active neurons lower their biases and fire for many more inputs than at t = 0."""
     rng = np.random.default_rng(4)
-    X = rng.standard_normal((200, 6))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = 5.0 + rng.uniform(-1, 1, 200)  # targets far above f(0): active neurons lower their biases
+    X = unit_rows(rng, 200, 6)
+    return X, 5.0 + rng.uniform(-1, 1, 200)
+
+
+def test_lists_that_outgrow_their_slots_move_and_stay_exact():
+    X, y = drifting_problem()
     dense, sparse, hd, hs = run_both(X, y, 300, 2.0, 0.1, steps=30)
     assert hd.active_mean[-1] > 4 * hd.active_mean[0] and hs.stats["reexamined"][1:].sum() > 0
     assert_same(dense, sparse, hd, hs)
@@ -158,10 +165,7 @@ def test_compacting_the_lists_keeps_the_iterates(monkeypatch):
 
     monkeypatch.setattr(_sparse, "COMPACT_MIN", 0)  # compact whenever moved lists leave a tenth of the pool behind
     monkeypatch.setattr(_sparse, "COMPACT_FRACTION", 0.1)
-    rng = np.random.default_rng(4)
-    X = rng.standard_normal((200, 6))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = 5.0 + rng.uniform(-1, 1, 200)
+    X, y = drifting_problem()
     compactions = []
     original = _sparse.kern.compact
     monkeypatch.setattr(_sparse.kern, "compact", lambda *args: compactions.append(1) or original(*args))
@@ -179,8 +183,7 @@ def test_examinations_in_blocks_sized_by_the_inputs_stay_exact(monkeypatch):
     original = _sparse.kern.list_inputs
     monkeypatch.setattr(_sparse.kern, "list_inputs", lambda Z, *args: blocks.append(len(Z)) or original(Z, *args))
     rng = np.random.default_rng(5)
-    X = rng.standard_normal((300, 5))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = unit_rows(rng, 300, 5)
     y = rng.uniform(-1, 1, 300)
     dense, sparse, hd, hs = run_both(X, y, 100, 1.0, 1.0, steps=20)
     assert max(blocks) < 100
