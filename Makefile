@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 is the CPU build; installing it first keeps the `deep` extra from pulling a CUDA build.
+	# The mpi (mpi4py + the mpich wheel, which brings mpiexec) and dask extras are installed so the tests exercise them.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[deep,dev]"
+	$(PY) -m pip install --quiet -e ".[deep,mpi,dask,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
