@@ -5,6 +5,7 @@ Bias-Generalized NTK" (arXiv 2301.00327) and companions (arXiv 2305.08813, arXiv
 """
 
 from sparsentk import data, theory
+from sparsentk._grid import GridResult, run_grid
 from sparsentk.audit import AuditResult, audit, sweep
 from sparsentk.kernels import (
     bias_ntk,
@@ -25,6 +26,7 @@ __all__ = [
     "AuditResult",
     "BiasGeneralizedNTK",
     "BiasNTKRegressor",
+    "GridResult",
     "History",
     "ShallowReLU",
     "TrainingDiverged",
@@ -38,6 +40,7 @@ __all__ = [
     "lambda_min",
     "ntk_predictions",
     "orthant_probability",
+    "run_grid",
     "sweep",
     "theory",
     "train",

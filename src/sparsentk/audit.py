@@ -8,15 +8,20 @@ meaningful test.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sparsentk import plotting, theory
+from sparsentk._grid import run_grid
 from sparsentk._io import atomic_write_json, atomic_write_text, machine_info
 from sparsentk._validate import check_choice, check_float, check_int, check_matrix, check_vector
 from sparsentk.kernels import bias_ntk, empirical_ntk, lambda_min
@@ -272,6 +277,36 @@ def audit(
     return AuditResult(config, rows, history, series)
 
 
+def _sweep_point(config: dict[str, Any], *, X: np.ndarray, y: np.ndarray, lambdas: dict[str, float]) -> dict:
+    """One (bias, width) run of :func:`sweep` (a module-level function, so process pools and clusters can run it)."""
+    bias, width, steps = config["bias"], config["width"], config["steps"]
+    lam = lambdas[repr(bias)]
+    net = ShallowReLU(X.shape[1], width, bias, seed=config["seed"])
+    step = config["lr"] if config["lr"] is not None else theory.linearized_lr(empirical_ntk(net, X))
+    history = train(net, X, y, lr=step, steps=steps, method=config["method"])
+    err0 = math.sqrt(2 * history.loss[0])
+    return {
+        "bias": bias, "width": width, "lr": step, "lambda": lam,
+        "active_fraction_init": float(history.active_mean[0] / width),
+        "active_fraction_max": float(history.active_max.max() / width),
+        "active_bound": theory.active_bound(bias),
+        "R_w": float(history.movement_w.max()), "R_b": float(history.movement_b.max()),
+        "movement_bound": theory.movement_bound(X.shape[0], err0, width, lam) if lam > 0 else math.inf,
+        "flip_fraction": float(history.flips.max() / (X.shape[0] * width)),
+        "rate": theory.fitted_rate(history.loss), "rate_bound": theory.convergence_rate(step, max(lam, 0)),
+        "final_loss": float(history.loss[-1]),
+    }
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    """A hash of the data, so that result files of a sweep are never reused for other data."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        digest.update(str(arr.shape).encode())
+        digest.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def sweep(
     X: Any,
     y: Any,
@@ -282,7 +317,10 @@ def sweep(
     lr: float | None = None,
     seed: int = 0,
     method: str = "auto",
-    progress: bool = False,
+    progress: bool | Callable[[int, int, dict, dict], None] = False,
+    out: str | os.PathLike | None = None,
+    workers: int = 1,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     r"""Audit every (bias, width) pair and fit the trends the theory predicts.
 
@@ -291,35 +329,39 @@ def sweep(
     :math:`\log(\text{active fraction})` against :math:`B^2/2` (P1: about −1, since
     :math:`\bar\Phi(B) \approx e^{-B^2/2}/(B\sqrt{2\pi})`) and of :math:`\log R_w`, :math:`\log R_b` against
     :math:`\log m` at each bias (Lemma A.8: −1/2).
+
+    The pairs run through :func:`sparsentk.run_grid`: with ``out`` each pair's result is a file there and an
+    interrupted sweep resumes where it stopped; ``workers`` or ``executor`` run pairs in parallel. ``progress`` is
+    ``True`` (print a line per pair) or a callable ``progress(done, total, config, record)``.
+    A pair whose run fails (for example :class:`~sparsentk.TrainingDiverged`) raises after the others finished.
     """
     X = check_matrix(X, "X", dtype=np.float64, min_rows=2)
     y = check_vector(y, "y", length=X.shape[0], dtype=np.float64)
     biases = [check_float(b, "biases", minimum=0.0) for b in np.atleast_1d(biases)]
     widths = [check_int(int(w), "widths", minimum=1) for w in np.atleast_1d(widths)]
-    rows = []
-    total = len(biases) * len(widths)
-    done = 0
-    for bias in biases:
-        lam = lambda_min(bias_ntk(X, bias))
-        for width in widths:
-            net = ShallowReLU(X.shape[1], width, bias, seed=seed)
-            step = lr if lr is not None else theory.linearized_lr(empirical_ntk(net, X))
-            history = train(net, X, y, lr=step, steps=steps, method=method)
-            err0 = math.sqrt(2 * history.loss[0])
-            rows.append({
-                "bias": bias, "width": width, "lr": step, "lambda": lam,
-                "active_fraction_init": float(history.active_mean[0] / width),
-                "active_fraction_max": float(history.active_max.max() / width),
-                "active_bound": theory.active_bound(bias),
-                "R_w": float(history.movement_w.max()), "R_b": float(history.movement_b.max()),
-                "movement_bound": theory.movement_bound(X.shape[0], err0, width, lam) if lam > 0 else math.inf,
-                "flip_fraction": float(history.flips.max() / (X.shape[0] * width)),
-                "rate": theory.fitted_rate(history.loss), "rate_bound": theory.convergence_rate(step, max(lam, 0)),
-                "final_loss": float(history.loss[-1]),
-            })
-            done += 1
-            if progress:
-                print(f"sweep {done}/{total}: B={bias:g}, m={width}: rate {rows[-1]['rate']:.4g}")
+    steps = check_int(steps, "steps", minimum=0)
+    if lr is not None:
+        lr = check_float(lr, "lr", positive=True)
+    lambdas = {repr(b): lambda_min(bias_ntk(X, b)) for b in biases}
+    data = _fingerprint(X, y)
+    grid = [{"bias": b, "width": w, "steps": steps, "lr": lr, "seed": seed, "method": method, "data": data}
+            for b in biases for w in widths]
+
+    def report(done: int, total: int, config: dict, record: dict) -> None:
+        if callable(progress):
+            progress(done, total, config, record)
+        elif progress and record["status"] == "done":
+            print(f"sweep {done}/{total}: B={config['bias']:g}, m={config['width']}: "
+                  f"rate {record['result']['rate']:.4g}")
+
+    result = run_grid(partial(_sweep_point, X=X, y=y, lambdas=lambdas), grid, out, executor=executor,
+                      workers=workers, progress=report)
+    if result.failed:
+        first = result.failed[0]
+        raise RuntimeError(f"sweep: {len(result.failed)} of {len(grid)} runs failed; the first (B = "
+                           f"{first['config']['bias']:g}, width {first['config']['width']}): "
+                           f"{first['error']['message']}")
+    rows = result.results
     slopes: dict[str, Any] = {}
     if len(biases) >= 2:
         b2 = np.array([r["bias"] ** 2 / 2 for r in rows])

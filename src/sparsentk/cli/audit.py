@@ -7,6 +7,7 @@ import numpy as np
 
 import sparsentk as snt
 from sparsentk import plotting
+from sparsentk._grid import make_executor
 from sparsentk._io import atomic_write_json, atomic_write_text, machine_info
 from sparsentk.cli._common import data_options, echo_done, load_data, number_list, output_dir
 
@@ -55,13 +56,18 @@ def audit_command(data, n, dim, teacher, noise, width, bias, lr, steps, init, me
 @click.option("--steps", type=int, default=100, show_default=True)
 @click.option("--method", type=click.Choice(["auto", "dense", "sparse"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default="runs/sweep", show_default=True)
-def sweep_command(data, n, dim, teacher, noise, biases, widths, lr, steps, method, seed, out):
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes running (bias, width) pairs side by side (the cores are shared among them).")
+@click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler that runs the pairs.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/sweep", show_default=True,
+              help="Output folder; each pair's result is kept in OUT/runs/, so a rerun resumes where it stopped.")
+def sweep_command(data, n, dim, teacher, noise, biases, widths, lr, steps, method, seed, workers, scheduler, out):
     """Audit every (bias, width) pair; table and plots of measured values against B and m with fitted slopes."""
     X, y = load_data(data, n, dim, teacher, noise, seed)
-    result = snt.sweep(X, y, biases=number_list(biases, "--biases"), widths=number_list(widths, "--widths", int),
-                       steps=steps, lr=lr, seed=seed, method=method, progress=True)
     out_dir = output_dir(out)
+    result = snt.sweep(X, y, biases=number_list(biases, "--biases"), widths=number_list(widths, "--widths", int),
+                       steps=steps, lr=lr, seed=seed, method=method, progress=True, out=out_dir / "runs",
+                       workers=workers, executor=make_executor(scheduler=scheduler) if scheduler else None)
     atomic_write_json(out_dir / "sweep.json", result | {"machine": machine_info()})
     keys = list(result["rows"][0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
