@@ -61,19 +61,75 @@ def plackett_table(bias: float) -> np.ndarray:
         dg = np.where(1.0 + np.cos(theta) > 0, -gv * b2 * np.sin(theta) / (1.0 + np.cos(theta)) ** 2, 0.0)
     d1 = -h * gv / (2.0 * math.pi)
     d2 = -h * h * dg / (2.0 * math.pi)
+    coef = hermite_coefficients(values, d1, d2)
+    coef.setflags(write=False)
+    return coef
+
+
+def hermite_coefficients(values: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> np.ndarray:
+    """Quintic Hermite coefficients (n × 6) in t ∈ [0, 1] per interval from node values and scaled derivatives.
+
+    ``values``, ``d1 = h·f'``, ``d2 = h²·f''`` at the n + 1 nodes of a uniform grid of step h.
+    """
     p0, p1 = values[:-1], values[1:]
     v0, v1 = d1[:-1], d1[1:]
     s0, s1 = d2[:-1], d2[1:]
     delta = p1 - p0
-    coef = np.empty((n, 6))
+    coef = np.empty((len(p0), 6))
     coef[:, 0] = p0
     coef[:, 1] = v0
     coef[:, 2] = 0.5 * s0
     coef[:, 3] = 10 * delta - 6 * v0 - 4 * v1 - (3 * s0 - s1) / 2
     coef[:, 4] = -15 * delta + 8 * v0 + 7 * v1 + (3 * s0 - 2 * s1) / 2
     coef[:, 5] = 6 * delta - 3 * v0 - 3 * v1 - (s0 - s1) / 2
-    coef.setflags(write=False)
     return coef
+
+
+@numba.njit(inline="always")
+def theta_eval(coef, theta):  # pragma: no cover - compiled
+    """The function tabulated in ``coef`` (quintic Hermite on a uniform grid of [0, π]) at the angle θ (clipped)."""
+    n = coef.shape[0]
+    if theta <= 0.0:
+        return coef[0, 0]
+    u = theta * (n / math.pi)
+    k = int(u)
+    if k >= n:
+        k = n - 1
+    t = u - k
+    return coef[k, 0] + t * (coef[k, 1] + t * (coef[k, 2] + t * (coef[k, 3] + t * (coef[k, 4] + t * coef[k, 5]))))
+
+
+@numba.njit(parallel=True, cache=True)
+def _theta_many(coef, theta, out, b2, nodes, weights):  # pragma: no cover - compiled
+    flat_t = theta.reshape(-1)
+    flat_o = out.reshape(-1)
+    n = coef.shape[0]
+    last = math.pi * (n - 1) / n
+    for i in numba.prange(flat_t.shape[0]):
+        t = flat_t[i]
+        if t >= math.pi:
+            flat_o[i] = 0.0  # P(π) = max(0, 2Φ̄(B) − 1) = 0 for B ≥ 0
+        elif t > last:
+            # last interval: P(θ) = (1/2π) ∫_θ^π exp(−B²/(1 + cos s)) ds by Gauss–Legendre, relative accuracy
+            # (Horner near t = 1 would cancel: P → 0 at π)
+            half = 0.5 * (math.pi - t)
+            acc = 0.0
+            for q in range(nodes.shape[0]):
+                s = t + half * (nodes[q] + 1.0)
+                c = math.cos(0.5 * s)
+                one_plus = 2.0 * c * c
+                acc += weights[q] * (math.exp(-b2 / one_plus) if one_plus > 0 else (1.0 if b2 == 0 else 0.0))
+            flat_o[i] = half * acc / (2.0 * math.pi)
+        else:
+            flat_o[i] = theta_eval(coef, t)
+
+
+def orthant_equal_theta(theta: np.ndarray, bias: float) -> np.ndarray:
+    """P(Z₁ ≥ B, Z₂ ≥ B) at correlation cos θ, from the angle θ (robust near θ = 0 and π); B = 0 or ≥ TABLE_MIN_BIAS."""
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
+    out = np.empty_like(theta)
+    _theta_many(plackett_table(bias), theta, out, bias * bias, _GL_NODES, _GL_WEIGHTS)
+    return out
 
 
 @numba.njit(inline="always")
@@ -82,13 +138,8 @@ def _table_eval(coef, rho):  # pragma: no cover - compiled
         rho = 1.0
     elif rho < -1.0:
         rho = -1.0
-    n = coef.shape[0]
-    u = math.acos(rho) * (n / math.pi)
-    k = int(u)
-    if k >= n:
-        k = n - 1
-    t = u - k
-    return coef[k, 0] + t * (coef[k, 1] + t * (coef[k, 2] + t * (coef[k, 3] + t * (coef[k, 4] + t * coef[k, 5]))))
+    value = theta_eval(coef, math.acos(rho))
+    return value if value > 0.0 else 0.0  # interpolation rounds to about -1e-18 where P is tiny (rho near -1)
 
 
 @numba.njit(parallel=True, cache=True)

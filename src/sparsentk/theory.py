@@ -16,6 +16,8 @@ import numpy as np
 import scipy.linalg
 from scipy.special import ndtr
 
+from sparsentk import _moments
+from sparsentk._gram import gram
 from sparsentk._validate import check_float, check_int, check_matrix, check_vector
 from sparsentk.kernels import bias_ntk, lambda_min, orthant_probability
 
@@ -184,7 +186,7 @@ def fit_lambda0(biases: Any, lambdas: Any) -> float:
 def separation(X: Any) -> float:
     r"""Data separation :math:`\delta = \min_{i \ne j} \min(\|x_i - x_j\|, \|x_i + x_j\|)` (P1 Theorem 3.12)."""
     X = check_matrix(X, "X", dtype=np.float64, min_rows=2)
-    G = X @ X.T
+    G = gram(X)
     sq = np.diag(G)
     minus = sq[:, None] + sq[None, :] - 2 * G
     plus = sq[:, None] + sq[None, :] + 2 * G
@@ -235,7 +237,7 @@ def pair_probabilities(X: Any, bias: float) -> np.ndarray:
     norms = np.linalg.norm(X, axis=1)
     if np.any(norms == 0):
         raise ValueError("X: pair probabilities need non-zero rows")
-    rho = np.clip((X @ X.T) / np.outer(norms, norms), -1.0, 1.0)
+    rho = np.clip(gram(X) / np.outer(norms, norms), -1.0, 1.0)
     h = bias / norms
     if np.allclose(h, h[0], rtol=1e-13, atol=0):
         return orthant_probability(rho, float(h[0]))
@@ -339,3 +341,137 @@ def label_shift(X: Any, y: Any, bias: float) -> float:
     if q2 <= 0:
         raise ValueError("y: no label shift puts these labels in the region (1ᵀC1 = 0)")
     return (-q1 + math.sqrt(q1 * q1 - q2 * q0)) / q2
+
+
+# ---------------------------------------------------------------------------------------------------- P2: depth
+# Liu, Bi, Hui, Liu, "Better NTK Conditioning: A Free Lunch from (ReLU) Nonlinear Activation in Wide Neural Networks",
+# arXiv 2305.08813 (P2), and our constant-bias extension (paper-notes §5).
+def gradient_angle_relu(theta_in: Any, depth: int) -> Any:
+    r"""P2 Lemma 3.1 (B = 0): the model-gradient angle :math:`\varphi` of the infinite-width ReLU network with
+    ``depth`` hidden layers, all layers trained, for inputs at angle ``theta_in`` (radians, array-like).
+
+    .. math::
+
+        \cos\varphi = \frac1{L+1}\sum_{l=0}^{L}\cos\theta^{(l)}\prod_{k=l}^{L-1}\Big(1 - \frac{\theta^{(k)}}\pi\Big),
+        \qquad \theta^{(0)} = \theta_{in},\quad
+        \theta^{(l)} = \arccos\Big(\frac{\pi - \theta^{(l-1)}}{\pi}\cos\theta^{(l-1)}
+                       + \frac{\sin\theta^{(l-1)}}{\pi}\Big).
+
+    Evaluated without cancellation near :math:`\varphi = 0` (:math:`1 - \cos\varphi` summed term by term; the
+    angle map in θ from :func:`sparsentk._moments.layer_maps`). The result does not depend on the norms or on
+    P2's output constant. Small angles: :math:`\varphi \approx \sqrt{L\theta_{in}/\pi}`.
+    """
+    depth = check_int(depth, "depth", minimum=0)
+    theta = np.asarray(theta_in, dtype=np.float64)
+    if np.isnan(theta).any() or (theta.size and (theta.min() < 0 or theta.max() > math.pi)):
+        raise ValueError(f"theta_in: expected angles in [0, pi] (radians), got {theta_in!r}")
+    flat = theta.reshape(-1)
+    thetas = [flat]
+    for _ in range(depth):
+        thetas.append(_moments.layer_maps(thetas[-1], 0.0)[0])
+    one_minus = np.zeros_like(flat)
+    log_prod = np.zeros_like(flat)  # log Π_{k=l}^{L-1} (1 − θ_k/π), built from l = L down to 0
+    for level in range(depth, -1, -1):
+        if level < depth:
+            with np.errstate(divide="ignore"):  # θ = π: log 0 = −inf, the product is 0 (expm1(−inf) = −1)
+                log_prod += np.log1p(-thetas[level] / math.pi)
+        c = np.cos(thetas[level])
+        # 1 − cos θ_l · P_l = 2 sin²(θ_l/2) + cos θ_l · (1 − P_l)
+        one_minus += 2.0 * np.sin(0.5 * thetas[level]) ** 2 - c * np.expm1(log_prod)
+    one_minus /= depth + 1
+    phi = 2.0 * np.arctan2(np.sqrt(np.clip(one_minus, 0.0, 2.0)), np.sqrt(np.clip(2.0 - one_minus, 0.0, 2.0)))
+    phi = phi.reshape(theta.shape)
+    return float(phi) if phi.ndim == 0 else phi
+
+
+def angle_limit() -> float:
+    r"""P2 Theorem 3.5: :math:`\varphi \to \arccos(1/4) \approx 75.52°` (radians) as the depth grows, for every
+    non-parallel pair (B = 0; slowly, about :math:`\log L / L`)."""
+    return math.acos(0.25)
+
+
+def crossover_angle(depth: int) -> float:
+    r"""The input angle :math:`\theta_c(L)` (radians) below which ReLU enlarges gradient angles
+    (:math:`\varphi(\theta_{in}, L) > \theta_{in}` exactly for :math:`0 < \theta_{in} < \theta_c`; B = 0, P2 §3).
+
+    The root of :math:`\varphi(\theta, L) = \theta` by Brent's method; 66.8° (L = 1), 67.5° (3), 69.6° (10),
+    and :func:`angle_limit` (75.5°) for ``depth = inf``. ``depth = 0`` has no crossover (:math:`\varphi = \theta`).
+    """
+    if isinstance(depth, float) and math.isinf(depth) and depth > 0:
+        return angle_limit()
+    depth = check_int(depth, "depth", minimum=1)
+    from scipy.optimize import brentq
+
+    return float(brentq(lambda t: gradient_angle_relu(t, depth) - t, 0.5, 2.5, xtol=1e-15, rtol=1e-15))
+
+
+def kappa_limit(n: int, printed: bool = False) -> float:
+    r"""P2 Theorem 4.3: the limit of the NTK condition number as the depth grows (B = 0, unit, pairwise
+    non-parallel inputs): :math:`K/(L+1) \to \tfrac34 I + \tfrac14 J`, whose eigenvalues are
+    :math:`(n+3)/4` (once) and :math:`3/4`, so
+
+    .. math:: \kappa \to \frac{n+3}{3}.
+
+    P2 prints :math:`(n+4)/3`; that is an arithmetic slip (the top eigenvalue of :math:`\tfrac34 I + \tfrac14 J`
+    is :math:`\tfrac34 + \tfrac n4 = (n+3)/4`, not :math:`(n+4)/4`); ``printed=True`` returns the printed value
+    for comparison. Measured at L = 10⁴: 1.668, 2.671, 7.684 for n = 2, 5, 20 (paper-notes §5).
+    """
+    n = check_int(n, "n", minimum=1)
+    if not isinstance(printed, bool):
+        raise TypeError(f"printed: expected True or False, got {printed!r}")
+    return (n + 4) / 3 if printed else (n + 3) / 3
+
+
+def variance_preserving_scale(bias: float, activation: str = "relu") -> float:
+    r"""The variance-preserving layer constant :math:`c_B = 1/M_2(B)`,
+    :math:`M_2(B) = E[\mathrm{relu}(u-B)^2] = (1+B^2)\bar\Phi(B) - B\varphi(B)` for :math:`u \sim N(0,1)`
+    (paper-notes §5; 2 at B = 0, P2's constant). ``activation="linear"``: :math:`1/(1+B^2)`."""
+    bias = check_float(bias, "bias", minimum=0.0)
+    return 1.0 / _moments.m2(bias, _check_activation(activation))
+
+
+def chi1(bias: float) -> float:
+    r""":math:`\chi_1(B) = c_B\,\bar\Phi(B)`: the slope of the correlation map :math:`\rho \mapsto c_B J_B(\rho)`
+    at :math:`\rho = 1` and the per-layer growth of the NTK diagonal (paper-notes §5). 1 at B = 0 (critical),
+    > 1 for B > 0 (chaotic): 1.4718, 2.1059, 3.9437 at B = 0.5, 1, 2."""
+    bias = check_float(bias, "bias", minimum=0.0)
+    return variance_preserving_scale(bias) * float(ndtr(-bias))
+
+
+def fixed_point_correlation(bias: float) -> float:
+    r"""The stable fixed point :math:`\rho^*(B)` of the correlation map :math:`\rho \mapsto c_B J_B(\rho)` of the
+    variance-preserving network (paper-notes §5): 1 at B = 0; 0.4653, 0.1527, 0.0138 at B = 0.5, 1, 2. Solved in the
+    angle, :math:`\theta^* = T(\theta^*)` with :math:`T(\theta) = \arccos(c_B J_B(\cos\theta))`, by Brent's method."""
+    bias = check_float(bias, "bias", minimum=0.0)
+    if bias == 0.0:
+        return 1.0
+    from scipy.optimize import brentq
+
+    def excess(t: float) -> float:
+        return float(_moments.layer_maps(np.array([t]), bias)[0][0]) - t
+
+    theta = brentq(excess, 1e-6, math.pi, xtol=1e-15, rtol=1e-15)
+    return math.cos(theta)
+
+
+def reliable_depth(bias: float, width: int) -> float:
+    r"""Depth up to which the infinite-width kernel describes a width-m network with threshold B (paper-notes §5):
+    finite-width fluctuations of size :math:`\sqrt{2/m}` grow by :math:`\chi_1` per layer, so
+
+    .. math:: L^* \approx \frac{\log(m/2)}{2\log\chi_1(B)}
+
+    (≈ 4 at B = 1, m = 512); ``inf`` at B = 0 (:math:`\chi_1 = 1`). An order of magnitude (derived, up to
+    constants), not a sharp threshold."""
+    bias = check_float(bias, "bias", minimum=0.0)
+    width = check_int(width, "width", minimum=1)
+    c = chi1(bias)
+    if c <= 1.0 or bias == 0.0:
+        return math.inf
+    return math.log(width / 2) / (2 * math.log(c))
+
+
+def _check_activation(activation: Any) -> str:
+    if activation not in _moments.ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {', '.join(map(repr, _moments.ACTIVATIONS))}, "
+                         f"got {activation!r}")
+    return activation
