@@ -1,0 +1,546 @@
+r"""Exact gradient descent in function space: a step costs one n × n product plus the neurons that need attention.
+
+While no neuron–input pair crosses its threshold, GD on the network is exactly GD on the linear model with the
+current empirical NTK (paper-notes §7). With :math:`A` the activation pattern, :math:`G = XX^\top`,
+:math:`c = \eta m^{-1/2}` and :math:`e = f - y`:
+
+.. math::
+
+    z_{rj}(t+1) = z_{rj}(t) - c\,a_r \sum_{i \in A_r} e_i(t)\,(G_{ij} + 1), \qquad
+    f(t+1) = f(t) - \eta H_A e(t), \qquad H_A = (G + 1) \odot A^\top A / m,
+
+and a pair (r, j) that crosses at step t+1 corrects :math:`f_j(t+1)` by :math:`\pm m^{-1/2} a_r z_{rj}(t+1)` and
+O(|A_r|) entries of :math:`H_A` (recomputed from the integer counts :math:`C = A^\top A`, so H stays exact).
+
+**Certificates** (P1 Lemma 3.3's strip, paper-notes §3 and §7). Each neuron has an *anchor* step :math:`s_r` where
+its weights are stored and its nearest margin :math:`\mu_r` is known: its listed pairs exactly, the others through
+its last examination (every input, margin ≥ τ₂ then) less its movement since. With the cumulative residual
+:math:`E(t) = \sum_{u<t} e(u)`, the weights need not exist in between:
+
+.. math::
+
+    w_r(t) = w_r(s_r) - c\,a_r X_{A_r}^\top \Delta E, \quad b_r(t) = b_r(s_r) + c\,a_r \mathbf 1^\top\Delta E,
+    \quad \Delta E = (E(t) - E(s_r))_{A_r},
+
+so :math:`|z_{rj}(t) - z_{rj}(s_r)| \le c(|\mathbf 1^\top\Delta E| + \|X_{A_r}^\top \Delta E\|\,\|x_j\|)`. Per step
+a neuron moves its pre-activations by at most :math:`c\|e\|_\infty K_r`,
+:math:`K_r = |A_r| + \max_j\|x_j\| \min(\sum_{i\in A_r}\|x_i\|, \sigma_r\sqrt{|A_r|})`, so with the certified path
+:math:`S(t) = \sum_{u<t} c\|e(u)\|_\infty` it needs no attention before :math:`S` reaches its *deadline*
+:math:`D_r = S + (\mu_r - \text{movement so far})/K_r`. A due neuron is checked by the tight bound, first from
+:math:`\Delta E` alone (:math:`\|X_{A_r}^\top\Delta E\| \le \sigma_r\|\Delta E\|`, σ_r ≥ ‖X_{A_r}‖_op by
+Gershgorin on :math:`G_{A_rA_r}`), then with
+:math:`X_{A_r}^\top\Delta E` computed; either renews its deadline. Otherwise its weights are brought up to date,
+its listed pairs recomputed, crossings applied, and it is anchored again; when its movement since its last
+examination reaches τ₂ it is examined against every input (BLAS) and the difference of its active sets applied.
+
+**Exactness.** The residual lives in float64; crossings are decided on pre-activations computed from the stored
+weights (rounded to the network's dtype), as dense GD decides them, so float64 networks follow dense GD up to
+rounding. Every ``RESYNC_EVERY`` steps, and at the end, every neuron is brought up to date and f rebuilt from the
+weights on the tracked pattern; the largest change is recorded as ``drift``. When most neurons need their weights
+every step (a large step, far from the NTK regime), the engine hands over to the exact sparse engine, with the
+initial pattern and parameters it needs to keep flips and movement exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+import time
+
+import numba
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from sparsentk import _function_space_kernels as fkern
+from sparsentk import _sparse
+from sparsentk import _sparse_kernels as skern
+from sparsentk._gram import gram
+from sparsentk.network import ShallowReLU
+
+#: Rebuild f from the weights (and record the drift) every this many steps.
+RESYNC_EVERY = 100
+#: Listed inputs per neuron at the first examination: about this many times its active inputs.
+LIST_FACTOR = 4.0
+#: Largest examination margin τ₂.
+MAX_MARGIN = 3.0
+#: Compiled loops run on one thread below this width (a parallel region costs more than the work there).
+PARALLEL_MIN_WIDTH = 1 << 14
+#: Hand over to the sparse engine when more than this fraction of the neurons is brought up to date (each costs
+#: two to four times a neuron of a sparse step, in probes at widths 2^15–2^18) ...
+FALLBACK_FRACTION = 0.25
+#: ... at each of this many consecutive steps.
+FALLBACK_PATIENCE = 5
+
+#: ``method="auto"`` picks ``"kernel"`` over ``"sparse"`` only when the estimated fraction of neurons that need
+#: attention per step (see :func:`prefers_kernel`) is at most this: each such neuron costs about what one neuron of
+#: a sparse step costs, or twice that (probes in one process on a loaded machine: width 2^16–2^18, n = 2048,
+#: B = 2.5–3, where that fraction is 0.6–0.9 early in training, gave 1.5–3× slower steps than the sparse method;
+#: ``benchmarks/bench_function_space.py --only crossover`` measures the crossover) ...
+AUTO_KERNEL_DUE = 0.1
+#: ... and width · active fraction · dim ≥ this times n (the fixed n × n product against the sparse method's
+#: width · p · n · dim per step) ...
+AUTO_KERNEL_RATIO = 8.0
+#: ... and its n × n arrays (G + 1 and H in float64, C in int32: 20 n² bytes) take at most this fraction of the
+#: physical memory.
+AUTO_KERNEL_MEMORY = 0.25
+
+
+def due_fraction(X: np.ndarray, y: np.ndarray, bias: float, width: int, lr: float) -> float:
+    r"""Estimated fraction of neurons whose certificate expires at a step, early in training:
+
+    .. math::
+
+        q = \frac{\text{certified movement per step}}{\text{typical nearest margin}}
+          \approx 4\,\eta\,m^{-1/2}\,\|y\|_\infty \cdot |A_r| \cdot \rho, \qquad
+        |A_r| = \sum_i \bar\Phi(B/\|x_i\|), \quad \rho = \sum_i \varphi(B/\|x_i\|)/\|x_i\|,
+
+    with :math:`2|A_r|\,\eta m^{-1/2}\|e\|_\infty` the per-step bound on a neuron's pre-activations
+    (:math:`\|e(0)\|_\infty \approx \|y\|_\infty`) and :math:`1/(2\rho)` the typical distance from the threshold
+    of its nearest pair (ρ: density of :math:`w\cdot x_i - B` at 0, summed over the inputs). Capped at 1."""
+    from scipy.special import ndtr
+
+    norms = np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1)
+    norms = norms[norms > 0]
+    if norms.size == 0:
+        return 1.0
+    t = bias / norms
+    active = float(np.sum(ndtr(-t)))
+    density = float(np.sum(np.exp(-0.5 * t * t) / (math.sqrt(2 * math.pi) * norms)))
+    scale = max(float(np.abs(y).max(initial=0.0)), 1e-12)
+    return min(1.0, 4.0 * lr / math.sqrt(width) * scale * active * density)
+
+
+def prefers_kernel(n: int, dim: int, width: int, fraction: float, due: float = 0.0) -> bool:
+    r"""The ``method="auto"`` rule between ``"kernel"`` and ``"sparse"`` (both exact; the caller has already
+    chosen a sparse method from the expected active fraction p; ``due`` is :func:`due_fraction`):
+
+    .. math::
+
+        q \le \texttt{AUTO\_KERNEL\_DUE}, \quad m\,p\,d \ge \texttt{AUTO\_KERNEL\_RATIO}\cdot n
+        \quad\text{and}\quad 20 n^2 \le \texttt{AUTO\_KERNEL\_MEMORY}\cdot\text{physical memory}.
+    """
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        memory = 8 << 30
+    return (due <= AUTO_KERNEL_DUE and width * fraction * dim >= AUTO_KERNEL_RATIO * n
+            and 20 * n * n <= AUTO_KERNEL_MEMORY * memory)
+
+
+def _threaded(method):  # type: ignore[no-untyped-def]
+    """Run an engine method with the engine's numba thread count (restored afterwards)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        previous = numba.get_num_threads()
+        numba.set_num_threads(self.workers)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            numba.set_num_threads(previous)
+
+    return wrapper
+
+
+class KernelEngine:
+    """Exact GD in function space (the ``method="kernel"`` of :func:`sparsentk.train`)."""
+
+    def __init__(self, net: ShallowReLU, X: np.ndarray, y: np.ndarray, shard: object | None = None) -> None:
+        if shard is not None:
+            raise ValueError("method: 'kernel' runs in one process (its n × n kernel is global); use 'sparse' or "
+                             "'dense' for a sharded network")
+        self.net = net
+        self.X_user, self.y_user = X, y
+        self.X = _sparse._on_huge_pages(X)
+        self.y = y.astype(np.float64)
+        n, m = X.shape[0], net.width
+        X64 = X.astype(np.float64)
+        self.xnorm = np.sqrt(np.einsum("ij,ij->i", X64, X64))
+        self.xmax = float(self.xnorm.max(initial=0.0))
+        self.G1 = gram(X64)  # exactly symmetric, never numpy's syrk (DEVELOPERS.md)
+        self.G1 += 1.0
+        self.workers = numba.get_num_threads() if m >= PARALLEL_MIN_WIDTH else 1
+        self.parts = 4 * self.workers
+        self.W0, self.b0 = net.W.copy(), net.b.copy()
+        self.inv_sqrt_m = 1.0 / math.sqrt(m)
+        self._set_slack()
+        self.tau2 = 0.0
+        i64, f64 = np.int64, np.float64
+        self.start, self.cap = np.zeros(m, dtype=i64), np.zeros(m, dtype=i64)
+        self.n_act, self.n_listed, self.n_cand = (np.zeros(m, dtype=i64) for _ in range(3))
+        self.mu, self.K, self.Kw, self.F, self.D = (np.zeros(m, dtype=f64) for _ in range(5))
+        self.tau2_of, self.moved2, self.slop = np.zeros(m), np.zeros(m), np.zeros(m)
+        self.dist, self.Sd, self.bdist, self.Sb = (np.zeros(m) for _ in range(4))
+        self.idx = np.empty(0, dtype=np.int32)
+        self.init = np.empty(0, dtype=np.uint8)
+        self.zref = np.empty(0)
+        self.eref = np.empty(0)
+        self.crossed = np.empty(0, dtype=np.uint8)
+        self.used = self.waste = 0
+        self.init_ptr = np.zeros(m + 1, dtype=i64)
+        self.init_idx = np.empty(0, dtype=np.int32)
+        self.init_pairs = 0
+        self.f_part = np.zeros((self.parts, n))
+        self.count_part = np.zeros((self.parts, n), dtype=i64)
+        self.exam_counts = np.zeros((self.parts, 2), dtype=i64)
+        self.f = np.zeros(n)
+        self.e = np.zeros(n)
+        self.E_prev = np.zeros(n)  # E at the previous iterate (for a revert)
+        self.E = np.zeros(n)
+        self.S = 0.0
+        self.cs = 0.0
+        self.C = np.zeros((0, 0), dtype=np.int32)
+        self.H = np.zeros((0, 0))
+        self.flips = 0
+        self.entered = 0
+        self.t = 0
+        self.first = True
+        self.nonfinite = False
+        self.reverted = False
+        self.undo_W = np.empty((0, net.dim), dtype=net.dtype)  # rows at the previous iterate, for a revert
+        self.undo_b = np.empty(0, dtype=net.dtype)
+        self.due = np.empty(0, dtype=i64)
+        self.level = np.empty(0, dtype=np.uint8)
+        self.busy = 0
+        self.pending_fallback = False
+        self.fallback: _sparse.SparseEngine | None = None
+        self.drift = math.nan
+        self.last: dict[str, float] = {}
+        self.blas = ThreadpoolController()
+        self.threads = _sparse._threads(self.workers)
+
+    def _set_slack(self) -> None:
+        """Rounding allowance of a computed margin: 64 ε (max ‖w_r‖ max ‖x‖ + max |b_r|) in the network's dtype."""
+        net = self.net
+        eps = float(np.finfo(net.dtype).eps)
+        with np.errstate(over="ignore", invalid="ignore"):
+            rows = float(np.sqrt(np.einsum("ij,ij->i", net.W, net.W, dtype=np.float64)).max(initial=0.0))
+            scale = rows * self.xmax + float(np.abs(net.b).max(initial=0.0))
+        self.slack = 64 * eps * max(scale if math.isfinite(scale) else 1.0, 1.0)
+
+    # --- examinations (every input, by BLAS; the pool layout and loops of the sparse engine) ----------------
+    def _examine(self, neurons: np.ndarray, diff: bool) -> tuple[np.ndarray, ...] | None:
+        """Examine ``neurons`` (sorted) against every input at their stored weights (which must be current) and
+        anchor them. With ``diff``, returns the saved active lists and the pairs that left (for
+        :func:`fkern.apply_crossings`) and flags the pairs that entered."""
+        net = self.net
+        W, b = net.W, net.b
+        n = self.X.shape[0]
+        block_rows = max(self.parts, min(_sparse.EXAM_BLOCK, _sparse.EXAM_BYTES // (n * (W.itemsize + 4))))
+        rows = min(len(neurons), block_rows)
+        Z = np.empty((rows, n), dtype=W.dtype)
+        listed = np.empty((rows, n), dtype=np.int32)
+        counts = np.empty((rows, 3), dtype=np.int64)
+        saved = None
+        if diff:
+            old_ptr, old_idx, old_init = fkern.save_active(neurons, self.start, self.n_act, self.idx, self.init)
+            leave = (np.zeros(len(neurons), dtype=np.int64), np.empty(len(old_idx), dtype=np.int64),
+                     np.empty(len(old_idx)), np.empty(len(old_idx), dtype=np.uint8))
+            saved = (old_ptr, old_idx, old_init, leave)
+        with self.blas.limit(limits=1, user_api="blas"):
+            for lo in range(0, len(neurons), block_rows):
+                block = neurons[lo : lo + block_rows]
+                rows = len(block)
+                W_block, b_block = W[block], b[block]
+                self._products(W_block, Z[:rows])
+                if self.first and lo == 0:
+                    self._first_margin(Z[:rows], b_block)
+                skern.list_inputs(Z[:rows], b_block, self.tau2, self.tau2, listed[:rows], counts[:rows])
+                if self.first and lo == 0:
+                    self._reserve(int(1.6 * (counts[:rows, 1].mean() + 4) * net.width))
+                self._place(block, counts[:rows])
+                groups = np.linspace(0, rows, self.parts + 1).astype(np.int64)
+                skern.absorb_exam(Z[:rows], b_block, listed[:rows], block, counts[:rows], self.tau2, net.a,
+                                  self.start, self.n_act, self.n_cand, self.n_listed, self.idx, self.init,
+                                  self.init_ptr, self.init_idx, self.first, groups, self.f_part, self.count_part,
+                                  self.exam_counts)
+                if saved is not None:
+                    old_ptr, old_idx, old_init, leave = saved
+                    self.entered += fkern.exam_diff(Z[:rows], b_block, block, lo, old_ptr, old_idx, old_init,
+                                                    self.start, self.n_act, self.idx, self.crossed, *leave)
+                fkern.anchor_exam(Z[:rows], b_block, block, self.start, self.n_act, self.n_listed, self.idx,
+                                  self.zref, self.eref, self.E, self.xnorm, self.xmax, self.tau2_of, self.moved2,
+                                  self.slop, self.mu, self.K, self.Kw, self.F, self.D, self.S, self.slack, self.tau2,
+                                  W, self.W0, self.b0, self.dist, self.Sd, self.bdist, self.Sb, self.G1)
+        if saved is None:
+            return None
+        old_ptr, _, _, (count, idx, z, init) = saved
+        return old_ptr[:-1], count, idx, z, init
+
+    def _products(self, W_block: np.ndarray, Z: np.ndarray) -> None:
+        """Z = W_block @ Xᵀ, one single-threaded BLAS product per thread on its share of the rows."""
+        parts = numba.get_num_threads()
+        if parts == 1:
+            _sparse._product(W_block, self.X.T, Z)
+            return
+        cuts = [len(Z) * p // parts for p in range(parts + 1)]
+        jobs = [self.threads.submit(_sparse._product, W_block[lo:hi], self.X.T, Z[lo:hi])
+                for lo, hi in itertools.pairwise(cuts) if hi > lo]
+        for job in jobs:
+            job.result()
+
+    def _first_margin(self, Z: np.ndarray, b: np.ndarray) -> None:
+        """τ₂: list about LIST_FACTOR times the active inputs of a first block of neurons."""
+        below = -(Z.astype(np.float64) - b.astype(np.float64)[:, None])
+        below = np.sort(below[np.isfinite(below)])
+        floor = 8 * self.slack
+        if below.size == 0:
+            self.tau2 = floor
+            return
+        active = int(np.searchsorted(below, 0.0, side="right"))
+        target = min(below.size, int(LIST_FACTOR * max(active, 1)))
+        self.tau2 = float(np.clip(below[target - 1], floor, MAX_MARGIN))
+
+    def _place(self, block: np.ndarray, counts: np.ndarray) -> None:
+        """Slots for examined neurons (``sparsentk._sparse``'s layout); compacts the pool when much is waste."""
+        self.used, needed, freed = skern.place(block, counts, self.start, self.cap, self.used, len(self.idx))
+        self.waste += freed
+        if needed > len(self.idx):
+            self._reserve(max(needed, int(1.5 * len(self.idx))))
+        if self.waste > max(_sparse.COMPACT_FRACTION * self.used, _sparse.COMPACT_MIN):
+            new_cap = self.n_listed + self.n_listed // 2 + 4
+            new_cap[block] = np.maximum(new_cap[block], self.cap[block])
+            new_start = np.concatenate([[0], np.cumsum(new_cap)[:-1]]).astype(np.int64)
+            size = int(new_cap.sum())
+            pairs = [("idx", "init"), ("zref", "eref"), ("crossed", "crossed")]
+            fresh = {}
+            for first, second in pairs:
+                new1 = np.zeros(size, dtype=getattr(self, first).dtype)
+                new2 = np.zeros(size, dtype=getattr(self, second).dtype)
+                skern.compact(self.start, self.n_listed, getattr(self, first), getattr(self, second), new_start,
+                              new1, new2)
+                fresh[first], fresh[second] = new1, new2
+            for name, value in fresh.items():
+                setattr(self, name, value)
+            self.start, self.cap, self.used, self.waste = new_start, new_cap, size, 0
+
+    def _reserve(self, size: int) -> None:
+        if size <= len(self.idx):
+            return
+        for name in ("idx", "init", "zref", "eref", "crossed"):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _rebuild(self) -> None:
+        """Examine every neuron at its stored (current) weights: the pattern, f, C and H from scratch."""
+        net = self.net
+        self.f_part[:] = 0.0
+        self.count_part[:] = 0
+        self.exam_counts[:] = 0
+        self._examine(np.arange(net.width), diff=False)
+        ptr, idx = skern.active_lists(self.start, self.n_act, self.idx)
+        if self.first:
+            self.init_ptr, self.init_idx = ptr, idx
+            self.init_pairs = int(self.exam_counts[:, 0].sum())
+            self.first = False
+        active = int(self.exam_counts[:, 0].sum())
+        both = int(self.exam_counts[:, 1].sum())
+        self.flips = active + self.init_pairs - 2 * both
+        self.f = self.f_part.sum(axis=0) * self.inv_sqrt_m
+        self._counts_from(ptr, idx)
+
+    def _counts_from(self, ptr: np.ndarray, idx: np.ndarray) -> None:
+        n, m = self.X.shape[0], self.net.width
+        order = np.argsort(idx, kind="stable")
+        owners = np.repeat(np.arange(m, dtype=np.int64), np.diff(ptr))[order]
+        by_input_ptr = np.concatenate([[0], np.cumsum(np.bincount(idx, minlength=n))]).astype(np.int64)
+        self.C = fkern.pattern_counts(ptr, idx, by_input_ptr, owners, n)
+        self.H = self.G1 * self.C / m
+
+    # --- the engine protocol -------------------------------------------------------------------------------
+    @np.errstate(over="ignore", invalid="ignore")
+    @_threaded
+    def evaluate(self) -> dict[str, float]:
+        if self.fallback is not None:
+            values = self.fallback.evaluate()
+            values["fallback"] = 1
+            return values
+        tick = time.perf_counter()
+        if self.first:
+            self._rebuild()
+        resync = 0.0
+        self.drift = math.nan
+        if self.t > 0 and self.t % RESYNC_EVERY == 0 and not self.nonfinite:
+            resync = self._resync()
+        move_w, move_b, exact = fkern.movement(self.X, self.net.W, self.net.b, self.W0, self.b0, self.net.a, self.E,
+                                        self.cs, self.start, self.n_act, self.idx, self.eref, self.dist, self.Sd,
+                                        self.Kw, self.bdist, self.Sb, self.S, self.parts)
+        self.e = self.f - self.y
+        counts = np.diagonal(self.C)
+        loss = math.nan if self.nonfinite else 0.5 * float(self.e @ self.e)
+        values = {
+            "loss": loss,
+            "active_mean": float(counts.mean()) if counts.size else 0.0,
+            "active_max": float(counts.max(initial=0)),
+            "flips": self.flips,
+            "movement_w": float(move_w),
+            "movement_b": float(move_b),
+            "fallback": 0,
+            "drift": self.drift,
+            "movement_recomputed": int(exact),
+            "resync_seconds": resync,
+        }
+        values.update(self.last)
+        values["evaluate_seconds"] = time.perf_counter() - tick
+        self.last = {}
+        return values
+
+    def _resync(self) -> float:
+        """Bring every neuron up to date and rebuild f from the weights; record the largest change as drift."""
+        tick = time.perf_counter()
+        f_weights = self._bring_up_to_date(self.E)
+        self.drift = float(np.abs(f_weights - self.f).max(initial=0.0))
+        self.f = f_weights
+        self._set_slack()
+        return time.perf_counter() - tick
+
+    def _bring_up_to_date(self, E: np.ndarray) -> np.ndarray:
+        m = self.net.width
+        bounds = np.linspace(0, m, self.parts + 1).astype(np.int64)
+        bad = np.zeros(self.parts, dtype=np.int64)
+        fkern.bring_up_to_date(bounds, self.X, self.net.W, self.net.b, self.net.a, E, self.cs, self.start,
+                               self.n_act, self.n_listed, self.idx, self.zref, self.eref, self.mu, self.K, self.Kw,
+                               self.F, self.D, self.tau2_of, self.moved2, self.slop, self.xnorm, self.xmax,
+                               self.slack, self.S, self.f_part, bad)
+        if bad.any():
+            self.nonfinite = True
+        return self.f_part.sum(axis=0) * self.inv_sqrt_m
+
+    @np.errstate(over="ignore", invalid="ignore")
+    @_threaded
+    def step(self, lr: float) -> None:
+        if self.pending_fallback and self.fallback is None:
+            self._hand_over()
+        if self.fallback is not None:
+            self.fallback.step(lr)
+            return
+        net = self.net
+        m = net.width
+        self.cs = lr * self.inv_sqrt_m
+        tick = time.perf_counter()
+        e = self.e
+        np.copyto(self.E_prev, self.E)
+        self.E += e
+        self.S += self.cs * float(np.abs(e).max(initial=0.0))
+        self.f -= lr * (self.H @ e)
+        product = time.perf_counter() - tick
+        tick = time.perf_counter()
+        due = fkern.due_neurons(self.D, self.S, self.parts)
+        k = len(due)
+        if self.undo_W.shape[0] < k:
+            self.undo_W = np.empty((max(k, 2 * self.undo_W.shape[0]), net.dim), dtype=net.dtype)
+            self.undo_b = np.empty(self.undo_W.shape[0], dtype=net.dtype)
+        level = np.zeros(k, dtype=np.uint8)
+        ncross = np.zeros(k, dtype=np.int64)
+        counters = np.zeros((self.parts, 7), dtype=np.int64)
+        bounds = np.linspace(0, k, self.parts + 1).astype(np.int64)
+        fkern.check_neurons(due, bounds, self.X, net.W, net.b, self.W0, self.b0, net.a, self.E, self.E_prev, self.cs,
+                            self.start, self.n_act, self.n_listed, self.idx, self.init, self.zref, self.eref,
+                            self.crossed, self.mu, self.K, self.Kw, self.F, self.D, self.tau2_of, self.moved2,
+                            self.slop, self.dist, self.Sd, self.bdist, self.Sb, self.xnorm, self.xmax, self.slack,
+                            self.S, self.undo_W, self.undo_b, level, ncross, counters, self.G1)
+        self.due, self.level = due, level
+        check = time.perf_counter() - tick
+        tick = time.perf_counter()
+        crossed = due[((level == 2) | (level == 4)) & (ncross > 0)]
+        none = np.zeros(len(crossed), dtype=np.int64)
+        self.flips = fkern.apply_crossings(crossed, self.start, self.n_act, self.n_listed, self.idx, self.init,
+                                           self.zref, self.slop, self.crossed, net.a, none, none, none,
+                                           none.astype(np.float64), none.astype(np.uint8), self.G1, self.C, self.H,
+                                           self.f, self.inv_sqrt_m, 1.0 / m, self.flips)
+        crossing = time.perf_counter() - tick
+        tick = time.perf_counter()
+        stale = due[level == 3]
+        exam_crossings = 0
+        if len(stale):
+            self.exam_counts[:] = 0
+            self.f_part[:] = 0.0
+            self.entered = 0
+            leave_start, leave_count, leave_idx, leave_z, leave_init = self._examine(stale, diff=True)
+            exam_crossings = self.entered + int(leave_count.sum())
+            self.flips = fkern.apply_crossings(stale, self.start, self.n_act, self.n_listed, self.idx, self.init,
+                                               self.zref, self.slop, self.crossed, net.a, leave_start, leave_count,
+                                               leave_idx, leave_z, leave_init, self.G1, self.C, self.H, self.f,
+                                               self.inv_sqrt_m, 1.0 / m, self.flips)
+        exam = time.perf_counter() - tick
+        sums = counters.sum(axis=0)
+        if sums[5] or not np.isfinite(self.S):
+            self.nonfinite = True
+        self.t += 1
+        updated = int(sums[2] + sums[3])
+        self.busy = self.busy + 1 if updated > FALLBACK_FRACTION * m else 0
+        self.pending_fallback = self.busy >= FALLBACK_PATIENCE
+        self.last = {"due": k, "renewed_from_E": int(sums[0]), "renewed": int(sums[1]), "updated": int(sums[2]),
+                     "updated_partly": int(sums[6]), "reexamined": int(sums[3]),
+                     "crossings": int(sums[4]) + exam_crossings, "product_seconds": product, "check_seconds": check,
+                     "crossing_seconds": crossing, "exam_seconds": exam}
+
+    def _hand_over(self) -> None:
+        """Continue with the exact sparse engine from the current iterate (same pattern, initial pattern and
+        initial parameters, so flips and movement stay exact)."""
+        self._bring_up_to_date(self.E)
+        net = self.net
+        sparse = _sparse.SparseEngine(net, self.X_user, self.y_user)
+        sparse.W0[...] = self.W0
+        sparse.b0[...] = self.b0
+        for lo in range(0, net.width, 1 << 16):  # exact distances from t = 0, in blocks (no width × dim float64 copy)
+            moved = net.W[lo : lo + (1 << 16)].astype(np.float64) - self.W0[lo : lo + (1 << 16)]
+            sparse.dist[lo : lo + (1 << 16)] = np.sqrt(np.einsum("ij,ij->i", moved, moved))
+        sparse.path_w[:] = 0.0
+        sparse.movement_w = float(sparse.dist.max(initial=0.0))
+        sparse.init_ptr, sparse.init_idx, sparse.init_pairs = self.init_ptr, self.init_idx, self.init_pairs
+        sparse.first = False
+        sparse.f_part[:] = 0.0
+        sparse.count_part[:] = 0
+        sparse.counters[:] = 0.0
+        sparse.exam_counts[:] = 0
+        sparse.reexamined = sparse._examine(np.arange(net.width))
+        sparse.evaluate()  # the residual at the current iterate, from the sparse engine's own forward pass
+        self.fallback = sparse
+        # the function-space state is no longer needed
+        self.H = self.C = np.zeros((0, 0))
+        self.idx = np.empty(0, dtype=np.int32)
+
+    @_threaded
+    def revert(self) -> None:
+        if self.fallback is not None:
+            self.fallback.revert()
+            return
+        # from each anchor back to the previous iterate (an anchor moved by the last step keeps its active set, so
+        # the same formula holds); neurons whose active set changed, or whose row overflowed: the kept rows
+        self._bring_up_to_date(self.E_prev)
+        changed = self.level >= 3
+        rows = self.due[changed]
+        self.net.W[rows] = self.undo_W[: len(self.due)][changed]
+        self.net.b[rows] = self.undo_b[: len(self.due)][changed]
+        self.reverted = True
+
+    @_threaded
+    def sync(self) -> None:
+        """Bring every neuron's weights to the current iterate (``net`` then holds them), e.g. for a callback."""
+        if self.fallback is None and not self.reverted and not self.first:
+            self._bring_up_to_date(self.E)
+
+    @_threaded
+    def close(self) -> None:
+        if self.fallback is not None:
+            self.fallback.close()
+            return
+        if not self.reverted and not self.first:
+            f_weights = self._bring_up_to_date(self.E)
+            self.drift = float(np.abs(f_weights - self.f).max(initial=0.0))
+
+    @_threaded
+    def restart(self, W: np.ndarray, b: np.ndarray) -> None:
+        """Continue from ``W``, ``b`` (a resumed checkpoint): every neuron is examined there."""
+        if self.fallback is not None:
+            self.fallback.restart(W, b)
+            return
+        np.copyto(self.net.W, W)
+        np.copyto(self.net.b, b)
+        self._set_slack()
+        self._rebuild()
