@@ -93,8 +93,12 @@ def _threads(workers: int) -> ThreadPoolExecutor:
 class SparseEngine:
     """Exact sparse GD engine (the ``method="sparse"`` of :func:`sparsentk.train`)."""
 
-    def __init__(self, net: ShallowReLU, X: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, net: ShallowReLU, X: np.ndarray, y: np.ndarray, shard=None) -> None:
         self.net, self.X, self.y = net, _on_huge_pages(X), y
+        # sharded (sparsentk.distributed): net holds this process's neurons; evaluate reduces through shard.reduce.
+        # τ₁, τ₂ follow this process's own neurons (they set the cost of a step, never its result).
+        self.shard = shard
+        self.scale_width = net.width if shard is None else shard.width  # the m of m^{-1/2}
         n, m = X.shape[0], net.width
         X = self.X
         self.xnorm = float(np.linalg.norm(X.astype(np.float64), axis=1).max(initial=0.0))
@@ -239,29 +243,38 @@ class SparseEngine:
             self.counters[:] = 0.0
         active = int(self.counters[:, 0].sum() + self.exam_counts[:, 0].sum())
         both = int(self.counters[:, 1].sum() + self.exam_counts[:, 1].sum())
-        f = self.f_part.sum(axis=0) / math.sqrt(net.width)
+        f = self.f_part.sum(axis=0)
         counts = self.count_part.sum(axis=0)
-        residual = f - self.y
-        self.residual = residual.astype(net.dtype)
         b = self.buffers[self.current][1]
         self.active_pairs = active
+        sums = [active + self.init_pairs - 2 * both, active, int(self.n_cand.sum()), int(self.n_listed.sum()),
+                int(self.counters[:, 5].sum()), int(self.counters[:, 4].sum()), self.reexamined,
+                int(self.counters[:, 6].sum())]
+        maxima = [self.movement_w, float(np.abs(b - self.b0).max(initial=0.0)), self.loop_seconds, self.exam_seconds]
+        if self.shard is not None:  # the one communication of a sharded step
+            (f, counts), sums, maxima = self.shard.combine([f, counts], sums, maxima)
+            sums = [int(v) for v in sums]
+        flips, active, candidates, listed, computed, refreshed, reexamined, nonfinite = sums
+        f = f / math.sqrt(self.scale_width)
+        residual = f - self.y
+        self.residual = residual.astype(net.dtype)
         # a parameter that overflowed makes the dense loss non-finite too (its pre-activations are not finite)
-        loss = math.nan if self.counters[:, 6].any() else 0.5 * float(residual @ residual)
+        loss = math.nan if nonfinite else 0.5 * float(residual @ residual)
         return {
             "loss": loss,
             "active_mean": float(counts.mean()),
             "active_max": float(counts.max()),
-            "flips": active + self.init_pairs - 2 * both,
-            "movement_w": self.movement_w,
-            "movement_b": float(np.abs(b - self.b0).max(initial=0.0)),
+            "flips": flips,
+            "movement_w": maxima[0],
+            "movement_b": maxima[1],
             "active_pairs": active,
-            "candidates": int(self.n_cand.sum()),
-            "listed": int(self.n_listed.sum()),
-            "computed": int(self.counters[:, 5].sum()),
-            "refreshed": int(self.counters[:, 4].sum()),
-            "reexamined": self.reexamined,
-            "loop_seconds": self.loop_seconds,
-            "exam_seconds": self.exam_seconds,
+            "candidates": candidates,
+            "listed": listed,
+            "computed": computed,
+            "refreshed": refreshed,
+            "reexamined": reexamined,
+            "loop_seconds": maxima[2],
+            "exam_seconds": maxima[3],
         }
 
     @np.errstate(over="ignore", invalid="ignore")
@@ -271,7 +284,7 @@ class SparseEngine:
         tick = time.perf_counter()
         bounds = kern.split_by_work(self.n_cand, self.parts, NEURON_OVERHEAD)
         self.stale[:] = 0
-        kern.step_and_forward(self.X, W, b, W_next, b_next, net.a, self.residual, lr / math.sqrt(net.width),
+        kern.step_and_forward(self.X, W, b, W_next, b_next, net.a, self.residual, lr / math.sqrt(self.scale_width),
                               self.start, self.n_act, self.n_cand, self.n_listed, self.idx, self.init, self.tau1_of,
                               self.tau2_of, self.moved1, self.moved2, self.W_exam, self.b_exam, self.path_w,
                               self.xnorm, self.slack, self.tau1, self.stale, bounds, self.f_part, self.count_part,
@@ -307,6 +320,23 @@ class SparseEngine:
     def revert(self) -> None:
         self.current = 1 - self.current
         self.net.W, self.net.b = self.buffers[self.current]
+
+    def restart(self, W: np.ndarray, b: np.ndarray) -> None:
+        """Continue from ``W``, ``b`` (a resumed checkpoint): every neuron is examined there, against the initial
+        activations of the first examination (for flips), and its distance from initialization is recomputed."""
+        self.current = 0
+        np.copyto(self.buffers[0][0], W)
+        np.copyto(self.buffers[0][1], b)
+        self.net.W, self.net.b = self.buffers[0]
+        moved = self.net.W.astype(np.float64) - self.W0
+        self.dist[:] = np.sqrt(np.einsum("ij,ij->i", moved, moved))
+        self.path_w[:] = 0.0
+        self.movement_w = float(self.dist.max(initial=0.0))
+        self.f_part[:] = 0.0
+        self.count_part[:] = 0
+        self.counters[:] = 0.0
+        self.exam_counts[:] = 0
+        self.reexamined = self._examine(np.arange(self.net.width))
 
     def close(self) -> None:
         """Leave the final parameters in the arrays the network had before training."""

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from sparsentk._io import atomic_save_npz
+from sparsentk._memory import require_memory
 from sparsentk._validate import check_choice, check_dtype, check_float, check_int, check_matrix, check_vector
 
 _FORMAT = "sparsentk.ShallowReLU/1"
@@ -20,6 +21,43 @@ CHUNK = 2048
 def _chunks(width: int, size: int = CHUNK):
     for start in range(0, width, size):
         yield start, min(start + size, width)
+
+
+#: Neurons per seeded stream of the initialization: rows ``[k·INIT_BLOCK, (k+1)·INIT_BLOCK)`` of ``W`` and of ``a``
+#: come from their own streams, so any slice of neurons can be drawn alone (``sparsentk.distributed``) and the
+#: parameters do not depend on how the neurons are split among processes.
+INIT_BLOCK = 1024
+
+
+def _draw_block_rows(entropy: int, dim: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``lo:hi`` of the drawn neurons: block ``k`` draws ``w ~ N(0, I_d)`` from the stream
+    ``SeedSequence(entropy, spawn_key=(k, 0))`` and the signs from ``spawn_key=(k, 1)``."""
+    W, a = np.empty((hi - lo, dim)), np.empty(hi - lo)
+    for k in range(lo // INIT_BLOCK, -(-hi // INIT_BLOCK)):
+        start = k * INIT_BLOCK
+        take_lo, take_hi = max(lo, start), min(hi, start + INIT_BLOCK)
+        rows = take_hi - start  # a block's draws are a prefix of its stream: draw up to the last row needed
+        w_rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k, 0)))
+        a_rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k, 1)))
+        W[take_lo - lo : take_hi - lo] = w_rng.standard_normal((rows, dim))[take_lo - start :]
+        a[take_lo - lo : take_hi - lo] = a_rng.choice(np.array([-1.0, 1.0]), size=rows)[take_lo - start :]
+    return W, a
+
+
+def initial_rows(entropy: int, dim: int, width: int, init: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``lo:hi`` of the initial ``W`` and ``a`` (float64) of a width-``width`` network, drawing only what they
+    need. ``init="symmetric"`` draws ``width/2`` neurons; neuron ``j ≥ width/2`` mirrors ``j − width/2`` with the
+    opposite sign."""
+    if init != "symmetric":
+        return _draw_block_rows(entropy, dim, lo, hi)
+    half = width // 2
+    parts = []
+    if lo < half:
+        parts.append(_draw_block_rows(entropy, dim, lo, min(hi, half)))
+    if hi > half:
+        W, a = _draw_block_rows(entropy, dim, max(lo, half) - half, hi - half)
+        parts.append((W, -a))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 class ShallowReLU:
@@ -84,13 +122,10 @@ class ShallowReLU:
         self.seed = seed
         if self.init == "symmetric" and self.width % 2:
             raise ValueError(f"width: symmetric init needs an even width, got {self.width}")
-        rng = np.random.default_rng(seed)
-        half = self.width // 2 if self.init == "symmetric" else self.width
-        W = rng.standard_normal((half, self.dim))
-        a = rng.choice(np.array([-1.0, 1.0]), size=half)
-        if self.init == "symmetric":
-            W = np.concatenate([W, W])
-            a = np.concatenate([a, -a])
+        require_memory(8.0 * self.width * (self.dim + 2), "width", f"a network of width {self.width}, dim {self.dim}")
+        # blocked streams (INIT_BLOCK): the same neurons whether drawn here or slice by slice by sparsentk.distributed
+        entropy = np.random.SeedSequence(seed).entropy
+        W, a = initial_rows(entropy, self.dim, self.width, self.init, 0, self.width)
         self.W = np.ascontiguousarray(W, dtype=self.dtype)
         self.b = np.full(self.width, self.bias, dtype=self.dtype)
         self.a = a.astype(self.dtype)
@@ -171,21 +206,56 @@ class ShallowReLU:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ShallowReLU:
-        """Load a network written by :meth:`save`."""
+        """Load a network written by :meth:`save`.
+
+        The file is refused (``ValueError`` naming ``path``) when it cannot be read, is not in this format, lacks a
+        field, or holds impossible values: non-finite ``W`` or ``b``, a non-float ``W``, output signs other than
+        ±1, a negative or non-finite bias, an unknown ``init``, a symmetric network whose neurons are not mirrored,
+        or a non-integer seed.
+        """
+        import zipfile
+
+        where = repr(os.fspath(path)) if isinstance(path, str | os.PathLike) else repr(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 fields = {name: data[name] for name in data.files}
-        except (OSError, EOFError, ValueError) as err:
-            raise ValueError(f"path: cannot read a ShallowReLU from {os.fspath(path)!r}: {err}") from err
-        if "format" not in fields or str(fields["format"]) != _FORMAT:
-            raise ValueError(f"path: {os.fspath(path)!r} is not a sparsentk ShallowReLU file")
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise ValueError(f"path: cannot read a ShallowReLU from {where}: {err}") from err
+        if "format" not in fields or fields["format"].shape != () or str(fields["format"]) != _FORMAT:
+            raise ValueError(f"path: {where} is not a sparsentk ShallowReLU file")
+        missing = [k for k in ("W", "b", "a", "bias", "init", "seed") if k not in fields]
+        if missing:
+            raise ValueError(f"path: {where} lacks the field(s) {', '.join(missing)} of a ShallowReLU file")
+
+        def bad(what: str) -> ValueError:
+            return ValueError(f"path: {where} is not a valid ShallowReLU file: {what}")
+
         W, b, a = fields["W"], fields["b"], fields["a"]
-        bias, init, seed = float(fields["bias"]), str(fields["init"]), int(fields["seed"])
-        if W.ndim != 2 or b.shape != (W.shape[0],) or a.shape != (W.shape[0],):
-            raise ValueError(f"path: malformed ShallowReLU file {os.fspath(path)!r} (shapes {W.shape}, {b.shape})")
+        if any(fields[k].shape != () for k in ("bias", "init", "seed")):
+            raise bad("bias, init and seed must be scalars")
+        if W.dtype not in (np.float32, np.float64) or b.dtype != W.dtype or a.dtype != W.dtype:
+            raise bad(f"W, b and a must share a float32/float64 dtype, got {W.dtype}, {b.dtype}, {a.dtype}")
+        if W.ndim != 2 or min(W.shape) < 1 or b.shape != (W.shape[0],) or a.shape != (W.shape[0],):
+            raise bad(f"shapes W {W.shape}, b {b.shape}, a {a.shape} do not match")
+        if not (np.isfinite(W).all() and np.isfinite(b).all()):
+            raise bad("W or b holds non-finite values")
+        if not np.isin(a, (-1.0, 1.0)).all():
+            raise bad("the output signs a must all be +1 or -1")
+        if fields["bias"].dtype.kind != "f" or not np.isfinite(fields["bias"]) or float(fields["bias"]) < 0:
+            raise bad(f"bias must be a finite number >= 0, got {fields['bias']}")
+        init = str(fields["init"])
+        if init not in ("standard", "symmetric"):
+            raise bad(f"init must be 'standard' or 'symmetric', got {init!r}")
+        if init == "symmetric":
+            half = W.shape[0] // 2
+            if W.shape[0] % 2 or not np.array_equal(a[half:], -a[:half]):
+                raise bad("init is 'symmetric' but the neurons are not mirrored (even width, a[m/2:] = -a[:m/2])")
+        if fields["seed"].dtype.kind not in "iu":
+            raise bad(f"seed must be an integer, got {fields['seed']}")
+        seed = int(fields["seed"])
         net = object.__new__(cls)
         net.width, net.dim = (int(s) for s in W.shape)
-        net.bias, net.init, net.seed = bias, init, None if seed < 0 else seed
+        net.bias, net.init, net.seed = float(fields["bias"]), init, None if seed < 0 else seed
         net.dtype = check_dtype(W.dtype)
         net.W, net.b, net.a = np.ascontiguousarray(W), b.copy(), a.copy()
         return net
