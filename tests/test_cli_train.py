@@ -38,13 +38,13 @@ def test_train_writes_all_outputs(tmp_path, capsys):
         (["--lr", "-1"], "lr: expected a positive number"),
         (["--steps", "-2"], "steps: expected an integer >= 0"),
         (["--bias", "nan"], "bias: expected a finite number"),
-        (["--data", "/no/such/file.npz"], "no such data file"),
+        (["--data", "/no/such/file.npz"], "--data: expected 'sphere', 'digits' or an existing data file"),
         (["--init", "symmetric", "--width", "5"], "even width"),
     ],
 )
 def test_bad_arguments_exit_with_one_line(tmp_path, capsys, args, message):
     code, _, err = run(["train", "--no-progress", "--n", "8", "--out", str(tmp_path), *args], capsys)
-    assert code != 0
+    assert code == 2
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 

@@ -11,19 +11,39 @@ import json
 import os
 import platform
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: ``0o666`` minus the process's umask (0644 under umask 022)."""
+    with _UMASK_LOCK:  # reading the umask means setting it; keep other threads of this module out meanwhile
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``).
+
+    The file gets the usual mode of a new file (``0o666 & ~umask``), not the 0600 of a temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise ValueError(f"path: {str(path)!r} is a folder; expected a file path")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except (FileExistsError, NotADirectoryError, PermissionError) as err:
+        raise ValueError(f"path: cannot write {str(path)!r}: {err.strerror or err}") from None
+    try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -5,18 +5,21 @@ from __future__ import annotations
 import gzip
 import os
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from sparsentk._io import atomic_write_bytes
+from sparsentk._memory import require_memory
 from sparsentk._validate import check_choice, check_float, check_int, check_matrix, check_vector
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-#: Public mirrors tried in order by :func:`mnist` when the files are not found locally.
+#: Public mirrors tried in order by :func:`mnist` when the files are not found locally and ``download=True``
+#: (never by default: sparsentk downloads nothing unless asked).
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -51,6 +54,9 @@ def sphere(
     dim = check_int(dim, "dim", minimum=1)
     teacher = check_choice(teacher, "teacher", ("relu", "linear"))
     noise = check_float(noise, "noise", minimum=0.0)
+    if seed is not None:
+        seed = check_int(seed, "seed", minimum=0)
+    require_memory(16.0 * n * dim, "n", f"{n} points in dimension {dim}")
     rng = np.random.default_rng(seed)
     w_star = rng.standard_normal(dim)
     w_star /= np.linalg.norm(w_star)
@@ -69,6 +75,11 @@ def digits(*, positive: tuple[int, ...] = (0, 2, 4, 6, 8)) -> tuple[np.ndarray, 
     Rows are normalized to unit norm; :math:`y_i = +1` when the digit is in ``positive`` (default: even digits),
     else :math:`-1`.
     """
+    if isinstance(positive, str | bytes) or not hasattr(positive, "__iter__"):
+        raise TypeError(f"positive: expected a collection of digits 0-9, got {positive!r}")
+    positive = tuple(positive)
+    if not positive or not all(isinstance(d, int | np.integer) and 0 <= d <= 9 for d in positive):
+        raise ValueError(f"positive: expected a non-empty collection of digits 0-9, got {positive!r}")
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -85,6 +96,8 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
       (``X.npy`` → ``y.npy``, ``train_X.npy`` → ``train_y.npy``); a directory means ``X.npy`` and ``y.npy`` in it;
     - ``.csv`` (optional header row): every column but the last is ``X``, the last is ``y``.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a file path, got {path!r}")
     path = Path(path)
     if path.is_dir():
         path = path / "X.npy"
@@ -112,8 +125,11 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"path: expected a .npz, .npy or .csv file or a directory, got {str(path)!r}")
     except (OSError, EOFError) as err:
         raise ValueError(f"path: cannot read {str(path)!r}: {err}") from err
-    X = check_matrix(X, "X", dtype=np.float64)
-    y = check_vector(y, "y", length=X.shape[0], dtype=np.float64)
+    try:
+        X = check_matrix(X, "X", dtype=np.float64)
+        y = check_vector(y, "y", length=X.shape[0], dtype=np.float64)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"path: the data in {str(path)!r} are not usable: {err}") from None
     return X, y
 
 
@@ -121,6 +137,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, EOFError, KeyError, OSError) as err:
+        raise ValueError(f"path: {str(path)!r} is not a readable .npz file (truncated or corrupt?): {err}") from err
     except ValueError as err:
         raise ValueError(f"path: {str(path)!r} is not a readable .npz file (without pickled objects): {err}") from err
 
@@ -133,7 +151,10 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"path: {str(path)!r} is not a text CSV file: {err}") from err
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"path: {str(path)!r} is empty")
@@ -199,11 +220,12 @@ def _download_mnist(folder: Path) -> bool:
     return False
 
 
-def mnist_dir(data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+def mnist_dir(data_dir: str | os.PathLike | None = None, *, download: bool = False) -> Path:
     """The folder holding the four MNIST IDX files.
 
-    Looks in ``data_dir``, then ``$SPARSENTK_MNIST_DIR``, then ``~/.cache/sparsentk/mnist`` (downloading there when
-    ``download`` and the network allow). Raises ``FileNotFoundError`` naming every place it looked.
+    Looks in ``data_dir``, then ``$SPARSENTK_MNIST_DIR``, then ``~/.cache/sparsentk/mnist``. Nothing is downloaded
+    unless ``download=True`` (then the files are fetched into the cache from ``MNIST_MIRRORS`` when the network
+    allows). Raises ``FileNotFoundError`` naming every place it looked.
     """
     places = []
     if data_dir is not None:
@@ -221,16 +243,17 @@ def mnist_dir(data_dir: str | os.PathLike | None = None, *, download: bool = Tru
     raise FileNotFoundError(
         "data_dir: MNIST IDX files (train-images-idx3-ubyte[.gz] and the other three) not found in "
         + ", ".join(repr(str(p)) for p in places)
-        + (" and the download failed" if data_dir is None and download else "")
+        + (" and the download failed" if data_dir is None and download else
+           "; point data_dir (or $SPARSENTK_MNIST_DIR) at them, or pass download=True")
     )
 
 
 def mnist(
-    data_dir: str | os.PathLike | None = None, *, split: str = "train", download: bool = True
+    data_dir: str | os.PathLike | None = None, *, split: str = "train", download: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """MNIST images (float32, n × 784, scaled to [0, 1]) and labels (int64) of ``split`` ("train" or "test").
 
-    See :func:`mnist_dir` for where the files are looked for.
+    See :func:`mnist_dir` for where the files are looked for; nothing is downloaded unless ``download=True``.
     """
     split = check_choice(split, "split", tuple(MNIST_FILES))
     folder = mnist_dir(data_dir, download=download)

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import io
 import os
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from sparsentk._io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+class _Pyplot:
+    """``matplotlib.pyplot`` with the Agg backend, imported on first use (keeps ``import sparsentk`` fast)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import sys
+
+        if "matplotlib.pyplot" not in sys.modules:
+            import matplotlib
+
+            matplotlib.use("Agg")
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _Pyplot()
 
 
 def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> None:
@@ -56,12 +72,15 @@ def loss_curve(history, *, title: str | None = None) -> Figure:
     return fig
 
 
-def sparsity_curve(history, width: int, *, expected: float | None = None, title: str | None = None) -> Figure:
-    """Active neurons per input (mean and max over inputs) as a fraction of the width, over training.
+def sparsity_curve(history, width: int, *, expected: float | None = None, title: str | None = None,
+                   n: int | None = None) -> Figure:
+    """Active neurons per input (mean and max over inputs) as a fraction of the width, over training, and the
+    flips since initialization (as a fraction of the n·m pairs when ``n`` is given, else a count).
 
-    ``expected`` draws the initial expectation (e.g. the active probability Φ̄(B)) as a dashed line.
+    ``expected`` draws the initial expectation (e.g. the active probability Φ̄(B)) as a dashed line; ``title``
+    goes above both panels.
     """
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.3))
     steps = np.arange(len(history.loss))
     ax.plot(steps, history.active_mean / width, label="mean over inputs")
     ax.plot(steps, history.active_max / width, label="max over inputs")
@@ -72,12 +91,20 @@ def sparsity_curve(history, width: int, *, expected: float | None = None, title:
     ax.set_ylim(bottom=0)
     ax.legend()
     ax.grid(True, alpha=0.3)
-    ax.set_title(title or "sparsity over training")
-    ax2.plot(steps, history.flips, color="C3")
+    ax.set_title("sparsity over training")
+    if n:
+        ax2.plot(steps, history.flips / (n * width), color="C3")
+        ax2.set_ylabel(f"flipped pairs / (n·m) = flips / {n * width:,}")
+    else:
+        ax2.plot(steps, history.flips, color="C3")
+        ax2.set_ylabel("flips: pairs (r, i) changed since t = 0")
     ax2.set_xlabel("GD step t")
-    ax2.set_ylabel("flips: pairs (r, i) changed since t = 0")
+    ax2.set_ylim(bottom=0)
     ax2.grid(True, alpha=0.3)
-    ax2.set_title("activation flips")
+    ax2.set_title("activation flips since t = 0")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return fig
 
 
@@ -127,31 +154,61 @@ def sweep_panels(result: dict) -> Figure:
     for w in widths:
         sub = [r for r in rows if r["width"] == w]
         ax.semilogy([r["bias"] for r in sub], [r["active_fraction_max"] for r in sub], "o-", label=f"m = {w}")
+    from scipy.special import ndtr
+
     grid = np.linspace(min(biases), max(biases), 100)
     ax.semilogy(grid, np.exp(-grid**2 / 2), "k--", lw=1, label=r"$e^{-B^2/2}$")
+    ax.semilogy(grid, ndtr(-grid), "k:", lw=1, label=r"$\bar\Phi(B)$ (expected at init, unit inputs)")
     _decorate(ax, "bias B", "max active fraction over training", "sparsity vs bias")
     ax = axes[1]
+    fitted = result.get("slopes", {}).get("log_R_w_vs_log_width", {})
     for b in biases:
         sub = [r for r in rows if r["bias"] == b]
-        ax.loglog([r["width"] for r in sub], [r["R_w"] for r in sub], "o-", label=f"B = {b:g}")
+        slope = fitted.get(str(b))
+        ax.loglog([r["width"] for r in sub], [r["R_w"] for r in sub], "o-",
+                  label=f"B = {b:g}" + (f": slope {slope:.2f}" if slope is not None else ""))
     if len(widths) >= 2:
         ref = [r for r in rows if r["bias"] == biases[0]]
         w0, r0 = ref[0]["width"], ref[0]["R_w"]
         ax.loglog(widths, [r0 * (w / w0) ** -0.5 for w in widths], "k--", lw=1, label=r"$\propto m^{-1/2}$")
-    _decorate(ax, "width m", r"$R_w$ (max over training)", "movement vs width")
+    _decorate(ax, "width m", r"$R_w$ (max over training)", "movement vs width (Lemma A.8: slope −1/2)")
+    ax.set_xticks(widths, [str(w) for w in widths])  # plain labels: 256, not 3×10²
+    ax.set_xticks([], minor=True)
     ax = axes[2]
     for w in widths:
         sub = [r for r in rows if r["width"] == w]
         ax.plot([r["bias"] for r in sub], [r["rate"] for r in sub], "o-", label=f"m = {w}")
     _decorate(ax, "bias B", "fitted linear rate per step", "convergence rate vs bias")
+    c = result.get("config", {})
+    fig.suptitle(f"sweep: n = {c.get('n', '?')}, d = {c.get('dim', '?')}, m ∈ {{{', '.join(map(str, widths))}}}, "
+                 f"B ∈ {{{', '.join(f'{b:g}' for b in biases)}}}, {c.get('steps', '?')} GD steps")
     fig.tight_layout()
     return fig
 
 
-def spectrum_vs_bias(biases, lambda_min, condition, lambda0=None) -> Figure:
+def kernel_spectrum(eigenvalues, *, bias: float, n: int, dim: int | None = None) -> Figure:
+    """The eigenvalues of H∞ in decreasing order (log scale), with λ_min and λ_max marked."""
+    w = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    index = np.arange(1, len(w) + 1)
+    positive = w > 0
+    ax.semilogy(index[positive], w[positive], ".-", ms=3, lw=1, label=r"eigenvalues of $H^\infty$")
+    if positive.any():
+        ax.axhline(w[positive][0], color="C1", ls=":", lw=1, label=rf"$\lambda_{{\max}}$ = {w[0]:.3g}")
+    ax.axhline(max(w[-1], np.finfo(float).tiny), color="C3", ls="--", lw=1,
+               label=rf"$\lambda_{{\min}}$ = {w[-1]:.3g}" + ("" if w[-1] > 0 else " (not positive; not drawn)"))
+    dims = f", d = {dim}" if dim is not None else ""
+    _decorate(ax, "index k (decreasing order)", r"eigenvalue $\lambda_k$",
+              f"spectrum of H∞ at B = {bias:g} (n = {n}{dims})")
+    return fig
+
+
+def spectrum_vs_bias(biases, lambda_min, condition, lambda0=None, *, title: str | None = None) -> Figure:
     """λ_min(H∞) and the condition number against the bias, with the fitted λ₀e^{−B²/2}."""
     biases = np.asarray(biases, dtype=float)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.3))
+    if title:
+        fig.suptitle(title)
     ax.semilogy(biases, lambda_min, "o-", label=r"$\lambda_{\min}(H^\infty)$")
     if lambda0:
         grid = np.linspace(biases.min(), biases.max(), 100)
@@ -218,11 +275,15 @@ def layer_sparsity(study: dict) -> Figure:
 
 
 def speedup_bars(timing: dict) -> Figure:
-    """Seconds per GD step of the dense and the exact sparse method, measured side by side."""
+    """Seconds per GD step of the dense, the exact sparse and (when measured) the function-space method, measured
+    side by side."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     names = ["dense", "sparse"]
     values = [timing["dense_seconds_per_step"], timing["sparse_seconds_per_step"]]
-    ax.bar(names, values, color=["C0", "C2"])
+    if "kernel_seconds_per_step" in timing:
+        names.append("kernel")
+        values.append(timing["kernel_seconds_per_step"])
+    ax.bar(names, values, color=["C0", "C2", "C3"][: len(names)])
     for x, v in enumerate(values):
         ax.text(x, v, f"{v * 1e3:.1f} ms", ha="center", va="bottom")
     ax.set_ylabel("median seconds per GD step")
