@@ -127,6 +127,34 @@ def test_mnist_reads_a_folder_of_idx_files(tmp_path, monkeypatch):
     assert snt.data.mnist(split="train")[0].shape == (5, 784)
 
 
+def test_mnist_pixels_and_label_pairing_on_known_files(tmp_path, monkeypatch):
+    """Image k of each split is a known picture (its label k mod 10 drawn as a bar in row label, plus a diagonal
+    and one marked pixel): the reader must keep pixel order, scale by 255 and pair every image with its label."""
+    monkeypatch.delenv(data.MNIST_ENV, raising=False)
+    expected = {}
+    for split, n, marker in (("train", 12, 255), ("test", 7, 128)):
+        labels = (np.arange(n) * 7 + 3) % 10
+        images = np.zeros((n, 28, 28), dtype=np.uint8)
+        for k, label in enumerate(labels):
+            images[k, label, 2:26] = 200  # the label as a horizontal bar at row `label`
+            images[k, np.arange(28), np.arange(28)] = k + 1  # the image index along the diagonal
+            images[k, 27, 0] = marker  # bottom-left: which split
+        img, lab = data.MNIST_FILES[split]
+        write_idx(tmp_path / f"{img}.gz", images, gz=True)
+        write_idx(tmp_path / lab, labels.astype(np.uint8))
+        expected[split] = (images, labels)
+    for split, (images, labels) in expected.items():
+        X, y = snt.data.mnist(tmp_path, split=split)
+        np.testing.assert_array_equal(y, labels)
+        np.testing.assert_allclose(X, images.reshape(len(images), 784) / 255.0, rtol=1e-6)
+        for k in range(len(y)):
+            picture = X[k].reshape(28, 28)
+            assert picture[y[k], 10] == pytest.approx(200 / 255)  # the bar sits in the row of its own label
+            assert picture[27, 27] == pytest.approx((k + 1) / 255) and picture[5, 5] == pytest.approx((k + 1) / 255)
+            assert picture[27, 0] == pytest.approx((255 if split == "train" else 128) / 255)
+        assert X[0, 0] == pytest.approx(1 / 255) and X[0, 783] == pytest.approx(1 / 255)  # first and last pixel
+
+
 def test_mnist_missing_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv(data.MNIST_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match="MNIST IDX files"):

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.stats import multivariate_normal, norm
 
 import sparsentk as snt
 from conftest import unit_rows
@@ -26,6 +27,27 @@ def test_bias_ntk_matches_monte_carlo(bias):
     assert np.all(np.abs(H - mc) <= 5 * se + 1e-12)
 
 
+def exact_bias_ntk(X, Y, bias):
+    """H∞ entry by entry from scipy's bivariate normal CDF (thresholds B/‖x‖, B/‖y‖; g·0 = 0 for a zero row)."""
+    out = np.empty((len(X), len(Y)))
+    for i, x in enumerate(X):
+        for j, z in enumerate(Y):
+            nx, nz = np.linalg.norm(x), np.linalg.norm(z)
+            if nx == 0 or nz == 0:
+                p_x = (bias == 0) if nx == 0 else norm.sf(bias / nx)
+                p_z = (bias == 0) if nz == 0 else norm.sf(bias / nz)
+                p = float(p_x) * float(p_z)  # a zero row's indicator is a constant: the two are independent
+            else:
+                r = float(np.clip(x @ z / (nx * nz), -1, 1))
+                if abs(r) > 1 - 1e-12:
+                    p = norm.sf(max(bias / nx, bias / nz)) if r > 0 else max(0.0, norm.sf(bias / nx) - norm.cdf(
+                        -bias / nz))
+                else:
+                    p = multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]]).cdf([-bias / nx, -bias / nz])
+            out[i, j] = (x @ z + 1) * p
+    return out
+
+
 def test_bias_ntk_general_norms_and_zero_rows():
     rng = np.random.default_rng(1)
     X = unit_rows(rng, 10, 3) * rng.uniform(0.4, 2.5, (10, 1))
@@ -34,6 +56,8 @@ def test_bias_ntk_general_norms_and_zero_rows():
         H = snt.bias_ntk(X, bias)
         mc = mc_bias_ntk(X, X, bias, 400_000, rng)
         assert np.abs(H - mc).max() < 0.012
+        # the Monte Carlo margin would pass a 1 % error: pin every entry to the deterministic oracle
+        np.testing.assert_allclose(H, exact_bias_ntk(X, X, bias), rtol=0, atol=1e-7)
         np.testing.assert_array_equal(H, H.T)
         expected_zero = 0.5 if bias == 0 else 0.0
         np.testing.assert_allclose(np.delete(H[4], 4), expected_zero)
@@ -41,6 +65,32 @@ def test_bias_ntk_general_norms_and_zero_rows():
     # rectangular call agrees with the square one
     H = snt.bias_ntk(X, 0.8)
     np.testing.assert_allclose(snt.bias_ntk(X[:3], 0.8, X), H[:3], atol=1e-14)
+
+
+@pytest.mark.parametrize("bias", [0.0, 0.6, 1.7])
+@pytest.mark.parametrize("case", ["unit", "norms", "zero_rows_in_Y"])
+def test_bias_ntk_between_two_sets_matches_monte_carlo(case, bias):
+    """The rectangular kernel H∞(X, Y) with Y ≠ X: unit rows, rows of other norms, zero rows only in Y."""
+    rng = np.random.default_rng(12)
+    X = unit_rows(rng, 9, 4)
+    Y = unit_rows(rng, 7, 4)
+    if case != "unit":
+        X = X * rng.uniform(0.5, 2.0, (9, 1))
+        Y = Y * rng.uniform(0.3, 2.5, (7, 1))
+    if case == "zero_rows_in_Y":
+        Y[[1, 5]] = 0.0
+    H = snt.bias_ntk(X, bias, Y)
+    assert H.shape == (9, 7)
+    samples = 400_000
+    mc = mc_bias_ntk(X, Y, bias, samples, rng)
+    p = np.clip(mc / np.where(np.abs(X @ Y.T + 1) > 0, X @ Y.T + 1, 1), 1e-4, 1)
+    se = np.abs(X @ Y.T + 1) * np.sqrt(p * (1 - p) / samples)
+    assert np.all(np.abs(H - mc) <= 5 * se + 1e-12)
+    np.testing.assert_allclose(H, exact_bias_ntk(X, Y, bias), rtol=0, atol=1e-7)
+    if case == "zero_rows_in_Y":
+        np.testing.assert_array_equal(H[:, [1, 5]], 0.0 if bias > 0 else norm.sf(0.0) * 1.0)
+    # swapping the sets transposes the kernel
+    np.testing.assert_allclose(snt.bias_ntk(Y, bias, X), H.T, atol=1e-14)
 
 
 def test_bias_ntk_is_exactly_symmetric_psd_and_matches_entrywise_formula():
@@ -136,6 +186,39 @@ def test_ntk_predictions_match_plain_gd_loop():
     limit, test_limit = snt.ntk_predictions(K, y, lr=lr, steps=np.inf, K_test_train=Kt)
     np.testing.assert_allclose(limit, y, atol=1e-8)
     np.testing.assert_allclose(test_limit, snt.kernel_regression(K, y, Kt), atol=1e-8)
+
+
+def test_ntk_predictions_on_a_singular_kernel_match_plain_gd_loop():
+    """Duplicated inputs make K singular: along its null space the train residual never moves, and the test
+    predictions sum η·t on the zero eigenvalues; the plain loop is the oracle, the limit is the min-norm fit."""
+    rng = np.random.default_rng(13)
+    X = unit_rows(rng, 12, 4)
+    X[[7, 8, 9]] = X[[0, 1, 0]]  # three duplicates: rank 9
+    Xt = unit_rows(rng, 5, 4)
+    y = rng.uniform(-1, 1, 12)
+    K, Kt = snt.bias_ntk(X, 0.8), snt.bias_ntk(Xt, 0.8, X)
+    w = np.linalg.eigvalsh(K)
+    assert w[2] < 1e-12 * w[-1] < w[3]
+    f0, ft0 = rng.normal(0, 0.1, 12), rng.normal(0, 0.1, 5)
+    lr = 1.5 / w[-1]
+    checkpoints = [0, 1, 7, 60, 400]
+    # a test block from the same kernel sees nothing of K's null space; an arbitrary one (any linear read-out of the
+    # residual) sees it grow by η·t along the null directions, where the train residual never moves
+    for read_out in (Kt, rng.standard_normal((5, 12))):
+        train, test = snt.ntk_predictions(K, y, lr=lr, steps=checkpoints, f0=f0, K_test_train=read_out, f0_test=ft0)
+        f, ft = f0.copy(), ft0.copy()
+        for t in range(max(checkpoints) + 1):
+            if t in checkpoints:
+                k = checkpoints.index(t)
+                np.testing.assert_allclose(train[k], f, atol=1e-10)
+                np.testing.assert_allclose(test[k], ft, atol=1e-9)
+            grad = f - y
+            f, ft = f - lr * K @ grad, ft - lr * read_out @ grad
+    # t → ∞ from f0 = 0: the least-squares fit K⁺y on the range of K
+    limit, test_limit = snt.ntk_predictions(K, y, lr=lr, steps=np.inf, K_test_train=Kt)
+    P = K @ np.linalg.pinv(K, rcond=1e-10)
+    np.testing.assert_allclose(limit, P @ y, atol=1e-8)
+    np.testing.assert_allclose(test_limit, Kt @ np.linalg.pinv(K, rcond=1e-10) @ y, atol=1e-8)
 
 
 def test_kernel_regression_with_ridge_matches_solve():

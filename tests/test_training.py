@@ -1,4 +1,5 @@
 import csv
+import inspect
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_dense_gd_matches_textbook_loop(problem, init, bias):
     X, y = problem
     net = snt.ShallowReLU(5, 300, bias=bias, init=init, seed=7)
     W0, b0 = net.W.copy(), net.b.copy()
-    history = snt.train(net, X, y, lr=0.3, steps=25)
+    history = snt.train(net, X, y, lr=0.3, steps=25, method="dense")
     losses, W, b = textbook_gd(W0, b0, net.a, X, y, 0.3, 25)
     np.testing.assert_allclose(history.loss, losses, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(net.W, W, rtol=1e-10, atol=1e-12)
@@ -44,7 +45,7 @@ def test_dense_gd_across_neuron_blocks(problem):
     X, y = problem
     net = snt.ShallowReLU(5, 5000, bias=2.0, seed=1)
     W0, b0 = net.W.copy(), net.b.copy()
-    history = snt.train(net, X, y, lr=1.0, steps=5)
+    history = snt.train(net, X, y, lr=1.0, steps=5, method="dense")
     losses, W, _ = textbook_gd(W0, b0, net.a, X, y, 1.0, 5)
     np.testing.assert_allclose(history.loss, losses, rtol=1e-10)
     np.testing.assert_allclose(net.W, W, rtol=1e-10, atol=1e-12)
@@ -54,8 +55,8 @@ def test_float32_follows_float64(problem):
     X, y = problem
     n32 = snt.ShallowReLU(5, 200, bias=0.5, seed=3, dtype=np.float32)
     n64 = snt.ShallowReLU(5, 200, bias=0.5, seed=3)
-    h32 = snt.train(n32, X, y, lr=0.2, steps=10)
-    h64 = snt.train(n64, X, y, lr=0.2, steps=10)
+    h32 = snt.train(n32, X, y, lr=0.2, steps=10, method="dense")
+    h64 = snt.train(n64, X, y, lr=0.2, steps=10, method="dense")
     assert n32.W.dtype == np.float32
     np.testing.assert_allclose(h32.loss, h64.loss, rtol=1e-3)
 
@@ -65,7 +66,8 @@ def test_history_fields_match_direct_recomputation(problem):
     net = snt.ShallowReLU(5, 400, bias=1.0, seed=11)
     snapshots = []
     history = snt.train(
-        net, X, y, lr=2.0, steps=15, callback=lambda t, n, h: snapshots.append((t, n.W.copy(), n.b.copy()))
+        net, X, y, lr=2.0, steps=15, method="dense",
+        callback=lambda t, n, h: snapshots.append((t, n.W.copy(), n.b.copy())),
     )
     assert [s[0] for s in snapshots] == list(range(16))
     W0, b0 = snapshots[0][1], snapshots[0][2]
@@ -89,36 +91,74 @@ def test_zero_steps(problem):
     X, y = problem
     net = snt.ShallowReLU(5, 10, seed=0)
     W = net.W.copy()
-    history = snt.train(net, X, y, lr=0.1, steps=0)
+    history = snt.train(net, X, y, lr=0.1, steps=0, method="dense")
     assert history.loss.shape == (1,) and history.seconds.shape == (0,)
     np.testing.assert_array_equal(net.W, W)
 
 
 def test_same_seed_same_numbers(problem):
     X, y = problem
-    runs = [snt.train(snt.ShallowReLU(5, 64, bias=0.5, seed=5), X, y, lr=0.5, steps=10) for _ in range(2)]
+    runs = [snt.train(snt.ShallowReLU(5, 64, bias=0.5, seed=5), X, y, lr=0.5, steps=10, method="dense")
+            for _ in range(2)]
     np.testing.assert_array_equal(runs[0].loss, runs[1].loss)
     np.testing.assert_array_equal(runs[0].flips, runs[1].flips)
 
 
-def test_divergence_keeps_history_and_last_finite_parameters(problem):
-    X, y = problem
-    # a ReLU net with fixed output signs rarely overflows (large steps kill neurons); float32 and a huge step do
+def diverging_run(X, y, lr, method, options):
+    """Train until TrainingDiverged; returns (step t that diverged, error, network, snapshots of every iterate)."""
     net = snt.ShallowReLU(5, 50, bias=0.0, seed=2, dtype=np.float32)
-    snapshots = {}
-    with pytest.raises(snt.TrainingDiverged, match="diverged at step 1") as info:
-        snt.train(net, X, 1e3 * y, lr=1e36, steps=500, callback=lambda t, n, h: snapshots.__setitem__(t, n.W.copy()))
-    history = info.value.history
-    assert np.all(np.isfinite(history.loss))
-    last = len(history.loss) - 1
-    assert last < 500 and len(history.seconds) == last
-    np.testing.assert_array_equal(net.W, snapshots[last])
-    assert np.all(np.isfinite(net.W))
+    snapshots = []
+
+    def record(t, n, h):
+        snapshots.append((n.W.copy(), n.b.copy(), {name: getattr(h, name)[t].copy() for name in ITERATE_FIELDS}))
+
+    try:
+        snt.train(net, X, y, lr=lr, steps=40, method=method, callback=record, **options)
+    except snt.TrainingDiverged as err:
+        return len(err.history.loss), err, net, snapshots
+    return None, None, net, snapshots
+
+
+@pytest.mark.parametrize("method", ["dense", "sparse"])
+def test_divergence_keeps_the_iterate_before_the_bad_step(problem, method):
+    """Over a range of huge steps the run diverges at steps 1, 2, 3, ...: after each, the network holds exactly the
+    parameters of iterate t − 1 and the history exactly iterates 0 .. t − 1. A step that diverges at t >= 2
+    checks that the kept parameters are not the initial ones, and both parities of t exercise both buffers of the
+    sparse engine (each step writes to the other one)."""
+    X, y = problem
+    # every way of diverging: by default (a loss explosion or lost activity may be caught before the overflow) and,
+    # where train can be told to wait for a non-finite loss, that way too
+    variants = [{}] + ([{"diverge_factor": None}] if "diverge_factor" in inspect.signature(snt.train).parameters
+                       else [])
+    seen = set()
+    for options in variants:
+        mine = set()
+        for k in [*np.arange(0.0, 4.0, 0.5), *range(4, 40, 2)]:
+            # a ReLU net with fixed output signs rarely overflows: float32 and huge steps do
+            t, err, net, snapshots = diverging_run(X, 1e3 * y, 10.0**k, method, options)
+            if t is None:
+                continue
+            seen.add(t)
+            mine.add(t)
+            assert len(snapshots) == t and err.history.steps == t - 1 and len(err.history.seconds) == t - 1
+            W, b, _ = snapshots[t - 1]
+            np.testing.assert_array_equal(net.W, W)
+            np.testing.assert_array_equal(net.b, b)
+            assert np.all(np.isfinite(net.W)) and net.W.dtype == np.float32
+            for name in ITERATE_FIELDS:
+                np.testing.assert_array_equal(getattr(err.history, name), [s[2][name] for s in snapshots],
+                                              err_msg=name)
+            if t >= 2:
+                assert not np.array_equal(net.W, snapshots[0][0])
+            if {t % 2 for t in seen if t >= 2} == {0, 1} and max(mine) >= 2:
+                break  # both parities seen, and this way of diverging kept a trained iterate
+        assert max(mine, default=0) >= 2, options
+    assert {t % 2 for t in seen if t >= 2} == {0, 1}, seen
 
 
 def test_to_csv_and_dict(problem, tmp_path):
     X, y = problem
-    history = snt.train(snt.ShallowReLU(5, 30, seed=0), X, y, lr=0.5, steps=4)
+    history = snt.train(snt.ShallowReLU(5, 30, seed=0), X, y, lr=0.5, steps=4, method="dense")
     history.to_csv(tmp_path / "h.csv")
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
     assert len(rows) == 5 and rows[0]["seconds"] == ""
