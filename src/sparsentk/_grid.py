@@ -270,8 +270,11 @@ def _drain(pool: Executor, fn: Callable, configs: list[dict], indices: list[int]
     try:
         while queue or futures:
             while queue and len(futures) < in_flight:
-                i = queue.pop(0)
-                futures[pool.submit(_run_one, fn, configs[i], retries)] = i
+                try:
+                    futures[pool.submit(_run_one, fn, configs[queue[0]], retries)] = queue[0]
+                except BrokenProcessPool:  # a worker died before this submission: the pool refuses new work
+                    return list(futures.values()), queue
+                queue.pop(0)
             finished, _ = wait(list(futures), return_when=FIRST_COMPLETED)
             broken = []
             for future in finished:

@@ -26,7 +26,7 @@ from sparsentk._io import atomic_write_json, atomic_write_text, machine_info
 from sparsentk._validate import check_choice, check_float, check_int, check_matrix, check_vector
 from sparsentk.kernels import bias_ntk, empirical_ntk, lambda_min
 from sparsentk.network import ShallowReLU
-from sparsentk.training import History, train
+from sparsentk.training import METHODS, History, train
 
 #: Default constants of the reconstructed bounds (all "up to constants").
 DEFAULT_CONSTANTS = {"active": 1.0, "flip": 1.0, "movement": 4.0}
@@ -146,7 +146,7 @@ def audit(
         Step size; default :math:`1/\lambda_{\max}(H(0))` of the empirical NTK at initialization.
     steps : int
         GD steps.
-    method : {"auto", "dense", "sparse"}
+    method : {"auto", "dense", "sparse", "kernel"}
         Training method (identical iterates; ``"auto"`` picks sparse when it pays).
     X_test, y_test : arrays, optional
         A test split for the generalization row.
@@ -164,7 +164,7 @@ def audit(
     width = check_int(width, "width", minimum=1)
     bias = check_float(bias, "bias", minimum=0.0)
     steps = check_int(steps, "steps", minimum=2)
-    method = check_choice(method, "method", ("auto", "dense", "sparse"))
+    method = check_choice(method, "method", METHODS)
     const = DEFAULT_CONSTANTS | (constants or {})
     unknown = set(const) - set(DEFAULT_CONSTANTS)
     if unknown:
@@ -337,8 +337,10 @@ def sweep(
     """
     X = check_matrix(X, "X", dtype=np.float64, min_rows=2)
     y = check_vector(y, "y", length=X.shape[0], dtype=np.float64)
-    biases = [check_float(b, "biases", minimum=0.0) for b in np.atleast_1d(biases)]
-    widths = [check_int(int(w), "widths", minimum=1) for w in np.atleast_1d(widths)]
+    biases = [check_float(b, "biases", minimum=0.0) for b in np.atleast_1d(biases).tolist()]
+    widths = [check_int(w, "widths", minimum=1) for w in np.atleast_1d(widths).tolist()]  # 1.5 is refused
+    if not biases or not widths:
+        raise ValueError(f"{'biases' if not biases else 'widths'}: expected at least one value, got none")
     steps = check_int(steps, "steps", minimum=0)
     if lr is not None:
         lr = check_float(lr, "lr", positive=True)

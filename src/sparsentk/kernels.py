@@ -22,6 +22,8 @@ import scipy.sparse as sp
 from scipy.special import ndtr
 
 from sparsentk import _orthant
+from sparsentk._gram import gram, near_parallel_pairs, unit_rows
+from sparsentk._memory import require_memory
 from sparsentk._validate import check_float, check_matrix, check_square, check_vector
 from sparsentk.network import CHUNK, ShallowReLU
 
@@ -87,7 +89,11 @@ def bias_ntk(X: Any, bias: float, Y: Any = None) -> np.ndarray:
 
     (P1, Section 3; paper-notes §2). Rows of one common norm (in particular unit rows, P1's assumption) use the
     tabulated Plackett form in a fused compiled loop over the Gram matrix; rows of different norms use Owen's T in
-    blocks of ``BLOCK_ROWS`` rows. Memory is the output plus a bounded workspace.
+    blocks of ``BLOCK_ROWS`` rows. Memory is the output plus a bounded workspace. The Gram matrix comes from
+    :func:`sparsentk._gram.gram` (row panels of general products: no ``syrk`` crash for large n). Pairs with
+    :math:`|\rho| > 1 - 10^{-3}` take their angle from the rows, :math:`\theta = 2\,\mathrm{atan2}(\|u-v\|,
+    \|u+v\|)`, and P as a function of θ, so near-parallel and near-antipodal rows keep full accuracy (an antipodal
+    pair at B = 0 gives exactly 0 whatever the norms).
 
     A zero row has :math:`g\cdot 0 = 0`, which is :math:`\ge B` only when :math:`B = 0`: at :math:`B = 0` it is
     always active (:math:`H(0, y) = P(g\cdot y \ge 0) = 1/2`, :math:`H(0, 0) = 1`), at :math:`B > 0` never
@@ -115,9 +121,13 @@ def bias_ntk(X: Any, bias: float, Y: Any = None) -> np.ndarray:
     X, Y = _check_pair(X, Y)
     bias = check_float(bias, "bias", minimum=0.0)
     rows = X if Y is None else Y
+    require_memory(8.0 * len(X) * len(rows), "X", f"the {len(X)} × {len(rows)} kernel")
     nx, ny = np.linalg.norm(X, axis=1), np.linalg.norm(rows, axis=1)
-    K = X @ X.T if Y is None else X @ Y.T  # X @ X.T is computed by a symmetric rank-k update: exactly symmetric
-    K = np.ascontiguousarray(K)
+    K = gram(X, Y)  # row panels of general products, mirrored: exactly symmetric (and no syrk crash)
+    inv_x0 = np.where(nx > 0, 1.0 / np.where(nx > 0, nx, 1.0), 0.0)
+    inv_y0 = np.where(ny > 0, 1.0 / np.where(ny > 0, ny, 1.0), 0.0)
+    near_i, near_j = near_parallel_pairs(K, inv_x0, inv_y0, Y is None)
+    near_g = K[near_i, near_j].copy()
     nonzero = np.concatenate([nx[nx > 0], ny[ny > 0]])
     ref = float(nonzero[0]) if nonzero.size else 1.0
     equal = bias == 0.0 or bool(np.all(np.abs(nonzero / ref - 1.0) <= EQUAL_NORM_RTOL))
@@ -141,6 +151,20 @@ def bias_ntk(X: Any, bias: float, Y: Any = None) -> np.ndarray:
                 block = K[lo:hi, lo:hi]
                 lower = np.tril_indices(hi - lo, -1)
                 block[lower] = block.T[lower]
+    if near_i.size:
+        # near-parallel and near-antipodal pairs: the angle from the rows (Kahan), then P as a function of θ
+        theta = _pair_angles(X, rows, near_i, near_j)
+        if equal and (bias == 0.0 or bias / ref >= _orthant.TABLE_MIN_BIAS):
+            p = _orthant.orthant_equal_theta(theta, bias / ref)
+        else:
+            with np.errstate(divide="ignore"):
+                hx = np.where(nx > 0, bias / np.where(nx > 0, nx, 1.0), np.inf)
+                hy = np.where(ny > 0, bias / np.where(ny > 0, ny, 1.0), np.inf)
+            rho = np.where(theta == 0.0, 1.0, np.where(theta >= math.pi, -1.0, np.cos(theta)))
+            p = _orthant.orthant_general(rho, hx[near_i], hy[near_j])
+        K[near_i, near_j] = (near_g + 1.0) * p
+        if Y is None:
+            K[near_j, near_i] = K[near_i, near_j]
     if Y is None:
         # ρ_ii = 1 exactly (the computed cosine is 1 ± ε, and P has slope ~ 1/√(1 − ρ) there): P_ii = Φ̄(B/‖x_i‖)
         with np.errstate(divide="ignore"):
@@ -154,8 +178,26 @@ def bias_ntk(X: Any, bias: float, Y: Any = None) -> np.ndarray:
     return K
 
 
-def empirical_ntk(net: ShallowReLU, X: Any, Y: Any = None) -> np.ndarray:
-    r"""The exact NTK of a finite :class:`~sparsentk.ShallowReLU` with trainable ``W`` and ``b``.
+def _pair_angles(X: np.ndarray, Y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    r"""Angles :math:`2\,\mathrm{atan2}(\|u - v\|, \|u + v\|)` between unit rows ``X[rows]`` and ``Y[cols]``."""
+    U, V = unit_rows(X), unit_rows(Y)
+    out = np.empty(len(rows))
+    for lo in range(0, len(rows), 4096):
+        hi = min(lo + 4096, len(rows))
+        u, v = U[rows[lo:hi]], V[cols[lo:hi]]
+        out[lo:hi] = 2.0 * np.arctan2(np.linalg.norm(u - v, axis=1), np.linalg.norm(u + v, axis=1))
+    return out
+
+
+def empirical_ntk(net: Any, X: Any, Y: Any = None, *, layers: Any = None) -> np.ndarray:
+    r"""The exact NTK of a finite network: :class:`~sparsentk.ShallowReLU`, or any model with ``_empirical_ntk``.
+
+    Other models (:class:`~sparsentk.DeepReLU`, ...) implement a private method ``_empirical_ntk(X, Y)`` (and
+    ``_empirical_ntk(X, Y, layers=...)`` when they support training a subset of layers); this function validates
+    ``X`` and ``Y`` against ``net.dim`` and calls it. ``layers`` (1-based layer numbers) selects the trained layers
+    of such models; it is refused for ``ShallowReLU`` (one trained layer).
+
+    For ``ShallowReLU`` (trainable ``W`` and ``b``):
 
     .. math::
 
@@ -170,7 +212,15 @@ def empirical_ntk(net: ShallowReLU, X: Any, Y: Any = None) -> np.ndarray:
     ndarray, shape (n, n') of float64
     """
     if not isinstance(net, ShallowReLU):
-        raise TypeError(f"net: expected a sparsentk.ShallowReLU, got {type(net).__name__}")
+        method = getattr(net, "_empirical_ntk", None)
+        if method is None or not callable(method) or not isinstance(getattr(net, "dim", None), int):
+            raise TypeError(
+                f"net: expected a sparsentk network (ShallowReLU, DeepReLU, ...), got {type(net).__name__}")
+        X = check_matrix(X, "X", dim=net.dim, dtype=np.float64)
+        Y = None if Y is None else check_matrix(Y, "Y", dim=net.dim, dtype=np.float64)
+        return method(X, Y) if layers is None else method(X, Y, layers=layers)
+    if layers is not None:
+        raise ValueError(f"layers: a ShallowReLU has one trained layer (W and b); got layers={layers!r}")
     X = check_matrix(X, "X", dim=net.dim, dtype=np.float64)
     Y = X if Y is None else check_matrix(Y, "Y", dim=net.dim, dtype=np.float64)
     same = Y is X
@@ -187,8 +237,8 @@ def empirical_ntk(net: ShallowReLU, X: Any, Y: Any = None) -> np.ndarray:
             counts += (sx @ sy.T).toarray()
         else:
             fx = ax.astype(np.float64)
-            counts += fx @ (fx if same else ay.astype(np.float64)).T
-    G = X @ Y.T
+            counts += gram(fx, None if same else ay.astype(np.float64))
+    G = gram(X, None if same else Y)
     G += 1.0
     G *= counts
     G /= net.width
@@ -275,20 +325,20 @@ def ntk_predictions(
         raise ValueError(f"steps: expected whole numbers of steps, got {steps}")
     lam, V = scipy.linalg.eigh(K)
     lam = np.clip(lam, 0.0, None)
+    tiny = lam.max(initial=0.0) * n * np.finfo(np.float64).eps  # eigenvalues at or below it are rounding of 0
     if np.isinf(t).any() and lr * lam.max() >= 2.0:
         raise ValueError(f"lr: the t → ∞ limit needs lr · lambda_max(K) < 2, got {lr * lam.max():.4g}")
     r0 = V.T @ (f0 - y)
     finite = np.isfinite(t)
     with np.errstate(over="ignore", invalid="ignore"):
         powers = (1.0 - lr * lam)[None, :] ** np.where(finite, t, 0.0)[:, None]
-    powers[~finite] = np.where(lam > 0, 0.0, 1.0)
+    powers[~finite] = np.where(lam > tiny, 0.0, 1.0)
     train = y[None, :] + (powers * r0[None, :]) @ V.T
     test = None
     if K_test_train is not None:
         Kt = check_matrix(K_test_train, "K_test_train", dim=n, dtype=np.float64)
         ft0 = np.zeros(Kt.shape[0]) if f0_test is None else check_vector(
             f0_test, "f0_test", length=Kt.shape[0], dtype=np.float64)
-        tiny = lam.max(initial=0.0) * n * np.finfo(np.float64).eps
         safe = np.where(lam > tiny, lam, 1.0)
         summed = np.where(lam[None, :] > tiny, (1.0 - powers) / safe[None, :], lr * np.where(finite, t, 0.0)[:, None])
         test = ft0[None, :] - (summed * r0[None, :]) @ (Kt @ V).T
@@ -301,12 +351,19 @@ def kernel_regression(K_train: Any, y: Any, K_test_train: Any, *, ridge: float =
     r"""Kernel (ridge) regression predictions :math:`K_{\text{test,train}} (K + \text{ridge}\,I)^{-1} y`.
 
     With ``ridge = 0`` this is the :math:`t\to\infty` limit of NTK gradient descent from :math:`f_0 = 0`
-    (minimum-norm interpolation; a pseudo-inverse is used when :math:`K` is singular).
+    (minimum-norm interpolation by the pseudo-inverse :math:`K^{+}`, eigenvalues within rounding of 0 dropped, so
+    that a singular :math:`K` gives the least-squares fit rather than a blown-up solve).
     """
     K = check_square(K_train, "K_train", symmetric=True)
     y = check_vector(y, "y", length=K.shape[0], dtype=np.float64)
     Kt = check_matrix(K_test_train, "K_test_train", dim=K.shape[0], dtype=np.float64)
     ridge = check_float(ridge, "ridge", minimum=0.0)
+    if ridge == 0.0:
+        # a Cholesky solve of a numerically singular K "succeeds" with a blown-up alpha: use the pseudo-inverse,
+        # dropping eigenvalues within rounding of 0 (the cut of ntk_predictions' t → ∞ limit)
+        lam, V = scipy.linalg.eigh(K)
+        keep = lam > max(float(lam.max(initial=0.0)), 0.0) * K.shape[0] * np.finfo(np.float64).eps
+        return Kt @ (V[:, keep] @ ((V[:, keep].T @ y) / lam[keep]))
     A = K + ridge * np.eye(K.shape[0])
     try:
         alpha = scipy.linalg.solve(A, y, assume_a="pos")

@@ -2,7 +2,10 @@
 
 Parts (each saved as ``parts/<name>.json`` as soon as it finishes, so ``resume=True`` skips finished parts):
 ``convergence`` (P1 Fig. 2), ``sparsity`` (P1 Fig. 1), ``kernel`` (H∞ spectrum against the bias, empirical NTK
-convergence), ``audit`` (P1's bounds against a training run), ``timing`` (exact sparse vs dense GD).
+convergence), ``audit`` (P1's bounds against a training run), ``timing`` (exact sparse vs dense GD),
+``conditioning`` and ``depth_accuracy`` (P2: gradient angles and NTK conditioning with depth, MNIST accuracy by
+depth; :mod:`sparsentk.experiments.deep_parts`), ``width`` and ``lazy`` (P3: the width GD needs against n, and the
+lazy/active initialization sweep; :mod:`sparsentk.experiments.p3_parts`).
 Built on the public API only.
 """
 
@@ -13,6 +16,7 @@ import html
 import itertools
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,10 +28,11 @@ import numpy as np
 import sparsentk as snt
 from sparsentk import plotting
 from sparsentk._io import atomic_write_json, atomic_write_text, machine_info
+from sparsentk.experiments import deep_parts, p3_parts
 from sparsentk.experiments.convergence import convergence_study
 from sparsentk.experiments.mnist_sparsity import mnist_sparsity_study, resolve_data
 
-PARTS = ("convergence", "sparsity", "kernel", "audit", "timing")
+PARTS = ("convergence", "sparsity", "kernel", "audit", "timing", *deep_parts.PARTS, *p3_parts.PARTS)
 
 
 def settings(quick: bool, seed: int, data: str, data_dir: str | None) -> dict[str, dict[str, Any]]:
@@ -44,7 +49,8 @@ def settings(quick: bool, seed: int, data: str, data_dir: str | None) -> dict[st
     return {
         "convergence": {"biases": [0.0, 0.5, 1.0, 1.5], "width": 128, "n": 32, "dim": 16, "steps": 2000,
                         "seeds": [seed, seed + 1, seed + 2] if quick else [seed + k for k in range(5)],
-                        "lr_rule": "theorem"},
+                        "lr_rule": "theorem",
+                        "widths": [128, 1024, 8192] if quick else [128, 1024, 8192, 2**16]},
         "sparsity": {"biases": [0.5, 1.0, 1.5], "data": data, "data_dir": data_dir,
                      "train_limit": 10000 if quick else None, "test_limit": 2000 if quick else None,
                      "batch_size": 64 if quick else 128, "epochs": epochs,
@@ -56,13 +62,16 @@ def settings(quick: bool, seed: int, data: str, data_dir: str | None) -> dict[st
                   "test_fraction": 0.25, "seed": seed},
         "timing": {"n": 1024 if quick else 2048, "dim": 64 if quick else 128, "width": 2**16 if quick else 2**18,
                    "bias": 2.5, "lr": 0.5, "steps": 10 if quick else 30, "seed": seed},
+        **deep_parts.settings(quick, seed, data, data_dir),
+        **p3_parts.settings(quick, seed, data, data_dir),
     }
 
 
 # ------------------------------------------------------------------------------------------------ parts
 def run_convergence(cfg: dict, say: Callable[[str], None]) -> dict:
     return convergence_study(biases=tuple(cfg["biases"]), width=cfg["width"], n=cfg["n"], dim=cfg["dim"],
-                             steps=cfg["steps"], seeds=tuple(cfg["seeds"]), lr_rule=cfg["lr_rule"], callback=say)
+                             steps=cfg["steps"], seeds=tuple(cfg["seeds"]), lr_rule=cfg["lr_rule"],
+                             widths=tuple(cfg.get("widths", ())), callback=say)
 
 
 def run_sparsity(cfg: dict, say: Callable[[str], None]) -> dict:
@@ -115,14 +124,18 @@ def run_timing(cfg: dict, say: Callable[[str], None]) -> dict:
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     y = rng.uniform(-1, 1, cfg["n"]).astype(np.float32)
     histories = {}
-    for method in ("sparse", "dense"):
+    for method in ("kernel", "sparse", "dense"):
         net = snt.ShallowReLU(cfg["dim"], cfg["width"], cfg["bias"], seed=cfg["seed"], dtype=np.float32)
         start = time.perf_counter()
         histories[method] = snt.train(net, X, y, lr=cfg["lr"], steps=cfg["steps"], method=method)
         histories[method + "_total"] = time.perf_counter() - start
         say(f"timing: {method} GD")
-    dense, sparse = histories["dense"], histories["sparse"]
+    dense, sparse, kernel = histories["dense"], histories["sparse"], histories["kernel"]
     return {**cfg, "dense_seconds_per_step": float(np.median(dense.seconds)),
+            "kernel_seconds_per_step": float(np.median(kernel.seconds)), "kernel_total": histories["kernel_total"],
+            "kernel_speedup": float(np.median(dense.seconds) / np.median(kernel.seconds)),
+            "kernel_end_to_end_speedup": histories["dense_total"] / histories["kernel_total"],
+            "kernel_max_relative_loss_difference": float(np.max(np.abs(kernel.loss - dense.loss) / dense.loss)),
             "sparse_seconds_per_step": float(np.median(sparse.seconds)),
             "speedup": float(np.median(dense.seconds) / np.median(sparse.seconds)),
             "dense_total": histories["dense_total"], "sparse_total": histories["sparse_total"],
@@ -184,6 +197,10 @@ def claims(results: dict) -> list[dict[str, str]]:
     if cv:
         add("networks with different biases converge with the same final slope (η ∝ λ(B)e^{B²})", "P1 Fig. 2",
             cv["verdict"], "reproduced" if cv["same_slope"] else "not reproduced")
+        if cv.get("width_axis"):
+            add("the slope gap between biases at small width is a finite-width effect (closes as the width grows)",
+                "P1 Fig. 2, Theorem 3.1", cv["width_axis"]["verdict"],
+                "holds" if cv["width_axis"]["gap_closes"] else "not shown")
     kn = results.get("kernel")
     if kn:
         ratio = np.array(kn["fit_ratio"])
@@ -207,42 +224,102 @@ def claims(results: dict) -> list[dict[str, str]]:
             f"max relative loss difference {tm['max_relative_loss_difference']:.2g}; {tm['speedup']:.1f}× faster per "
             f"step at width {tm['width']}, B = {tm['bias']:g} (active fraction {tm['active_fraction']:.4f})",
             "holds" if tm["max_relative_loss_difference"] < 1e-3 else "violated")
+    rows += deep_parts.claims(results)
+    rows += p3_parts.claims(results)
     return rows
 
 
 # ------------------------------------------------------------------------------------------------ rendering
 def _table_md(header: list[str], rows: list[list[str]]) -> str:
     esc = [[str(c).replace("|", "\\|") for c in row] for row in rows]
+    header = [str(h).replace("|", "\\|") for h in header]
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                      + ["| " + " | ".join(r) + " |" for r in esc])
 
 
+#: Tables longer than this fold away in report.html (and in Markdown viewers that honour <details>).
+FOLD_ROWS = 15
+_SUP = re.compile(r"\^\{([^{}]*)\}")
+_SUB = re.compile(r"_\{([^{}]*)\}")
+_SUP_TOKEN = re.compile(r"\^([A-Za-z0-9]+)")
+_SUB_GREEK = re.compile(r"([λκθφρσχβτΘ])_([A-Za-z0-9]+)")
+
+
+def math_html(text: str) -> str:
+    """Escape ``text`` for HTML and typeset its formulas: ``e^{−B²/2}`` → e<sup>−B²/2</sup>, ``λ_{max}`` and
+    ``λ_max`` → λ<sub>max</sub>, ``χ₁^L`` → χ₁<sup>L</sup> (the claims are written in Unicode with TeX-like
+    braces)."""
+    out = html.escape(str(text))
+    out = _SUP.sub(r"<sup>\1</sup>", out)
+    out = _SUB.sub(r"<sub>\1</sub>", out)
+    out = _SUP_TOKEN.sub(r"<sup>\1</sup>", out)
+    return _SUB_GREEK.sub(r"\1<sub>\2</sub>", out)
+
+
+def math_md(text: str) -> str:
+    """Plain-text formulas for Markdown: ``e^{−B²/2}`` → ``e^(−B²/2)``, ``e^{x}`` → ``e^x``, ``λ_{max}`` →
+    ``λ_max`` (braces are never shown)."""
+    def sup(m: re.Match) -> str:
+        return "^" + (m.group(1) if len(m.group(1)) == 1 else f"({m.group(1)})")
+
+    def sub(m: re.Match) -> str:
+        return "_" + (m.group(1) if m.group(1).isalnum() else f"({m.group(1)})")
+
+    return _SUB.sub(sub, _SUP.sub(sup, str(text)))
+
+
 def render(blocks: list[tuple], out: Path) -> tuple[str, str]:
-    """Markdown and self-contained HTML (figures embedded) from one list of blocks."""
+    """Markdown and self-contained HTML (figures embedded) from one list of blocks.
+
+    Blocks: ``("h1"|"h2", text)``, ``("p", text)``, ``("table", header, rows[, caption])``, ``("img", file,
+    caption)``, ``("details", summary, [blocks])`` (folded). Tables of more than ``FOLD_ROWS`` rows fold too.
+    Formulas in the text are typeset (:func:`math_html`, :func:`math_md`).
+    """
     md, body = [], []
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2"):
-            md.append(("# " if kind == "h1" else "## ") + block[1])
-            body.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+            md.append(("# " if kind == "h1" else "## ") + math_md(block[1]))
+            body.append(f"<{kind}>{math_html(block[1])}</{kind}>")
         elif kind == "p":
-            md.append(block[1])
-            body.append(f"<p>{html.escape(block[1])}</p>")
+            md.append(math_md(block[1]))
+            body.append(f"<p>{math_html(block[1])}</p>")
         elif kind == "table":
-            md.append(_table_md(block[1], block[2]))
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
-            rows = "".join("<tr>" + "".join(f"<td class='{_css(c)}'>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+            caption = block[3] if len(block) > 3 else None
+            text = _table_md([math_md(h) for h in block[1]], [[math_md(c) for c in r] for r in block[2]])
+            if caption:
+                text = f"*{math_md(caption)}*\n\n{text}"
+            head = "".join(f"<th>{math_html(h)}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td class='{_css(c)}'>{math_html(c)}</td>" for c in r) + "</tr>"
                            for r in block[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            cap = f"<caption>{math_html(caption)}</caption>" if caption else ""
+            table = f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            if len(block[2]) > FOLD_ROWS:
+                summary = f"{caption or 'table'} ({len(block[2])} rows)"
+                md.append(f"<details><summary>{html.escape(math_md(summary))}</summary>\n\n{text}\n\n</details>")
+                body.append(f"<details><summary>{math_html(summary)}</summary>{table}</details>")
+            else:
+                md.append(text)
+                body.append(table)
+        elif kind == "details":
+            inner_md, inner_html = render(block[2], out)
+            start, stop = inner_html.index("<body>") + 6, inner_html.rindex("</body>")
+            inner_html = inner_html[start:stop].replace("<details>", "").replace("</details>", "")
+            inner_html = re.sub(r"<summary>.*?</summary>", "", inner_html)
+            md.append(f"<details><summary>{html.escape(math_md(block[1]))}</summary>\n\n"
+                      f"{re.sub(r'</?details>|<summary>.*?</summary>', '', inner_md).strip()}\n\n</details>")
+            body.append(f"<details><summary>{math_html(block[1])}</summary>{inner_html}</details>")
         elif kind == "img":
-            md.append(f"![{block[2]}]({block[1]})")
+            md.append(f"![{math_md(block[2])}]({block[1]})")
             data = base64.b64encode((out / block[1]).read_bytes()).decode("ascii")
-            body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(block[2])}'>"
-                        f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+            body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(math_md(block[2]))}'>"
+                        f"<figcaption>{math_html(block[2])}</figcaption></figure>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px;"
              "vertical-align:top}th{background:#f3f3f3}img{max-width:100%}.good{background:#e8f6e8}"
-             ".bad{background:#fbe9e9}.mid{background:#fff6dd}figcaption{color:#555;font-size:0.9em}")
+             ".bad{background:#fbe9e9}.mid{background:#fff6dd}figcaption{color:#555;font-size:0.9em}"
+             "caption{caption-side:top;text-align:left;color:#555;font-size:0.9em;padding:2px 0}"
+             "details{margin:1em 0}summary{cursor:pointer;color:#245}sup,sub{font-size:0.75em;line-height:0}")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>sparsentk report</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
     return "\n\n".join(md) + "\n", page
@@ -250,11 +327,11 @@ def render(blocks: list[tuple], out: Path) -> tuple[str, str]:
 
 def _css(cell: Any) -> str:
     text = str(cell)
-    if text in ("reproduced", "holds", "yes"):
+    if text in ("holds", "yes") or text.startswith(("reproduced", "consistent")):
         return "good"
-    if text.startswith("not reproduced") or text in ("violated", "**no**"):
+    if text.startswith(("not reproduced", "not consistent")) or text in ("violated", "**no**"):
         return "bad"
-    if text.startswith("partly"):
+    if text.startswith(("partly", "not comparable", "not observed")):
         return "mid"
     return ""
 
@@ -285,12 +362,16 @@ def reproduce_report(
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     runners = {"convergence": run_convergence, "sparsity": run_sparsity, "kernel": run_kernel,
-               "audit": lambda cfg, s: run_audit(cfg, s, out), "timing": run_timing}
+               "audit": lambda cfg, s: run_audit(cfg, s, out), "timing": run_timing, **deep_parts.RUNNERS,
+               **p3_parts.RUNNERS}
     for name in parts:
         path = out / "parts" / f"{name}.json"
         if resume and path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("config") == config[name]:
+            try:
+                saved = json.loads(path.read_text())
+            except (OSError, ValueError):  # a part file cut short or corrupted: run the part again
+                saved = {}
+            if isinstance(saved, dict) and saved.get("config") == config[name] and "result" in saved:
                 results[name], timings[name] = saved["result"], saved["seconds"]
                 say(f"{name}: reused from {path}")
                 continue
@@ -331,6 +412,8 @@ def _figures(results: dict, out: Path) -> dict[str, str]:
     if "timing" in results:
         plotting.save(plotting.speedup_bars(results["timing"]), out / "timing.png")
         figures["timing"] = "timing.png"
+    figures.update(deep_parts.figures(results, out))
+    figures.update(p3_parts.figures(results, out))
     return figures
 
 
@@ -371,6 +454,17 @@ def _blocks(results: dict, table: list[dict], figures: dict, config: dict, quick
                    ("table", ["B", "η·λ(B)", "final slope (mean ± std)"],
                     [[b, f"{v['eta_lambda_mean']:.4g}", f"{v['slope_mean']:.4g} ± {v['slope_std']:.2g}"]
                      for b, v in cv["per_bias"].items()])]
+        axis = cv.get("width_axis")
+        if axis:
+            biases = list(axis["per_width"][0]["slope"])
+            blocks += [("h2", "The convergence gap against the width"),
+                       ("p", "The same problems and step sizes at every width (exact GD; function-space method from "
+                             f"width {cv['config']['kernel_from']}); each final slope of log L beside −2ηλ_min of "
+                             f"its own empirical NTK at initialization (mean over seeds). {axis['verdict']}."),
+                       ("table", ["width", *(f"slope B={b} (vs −2ηλ_min)" for b in biases), "slope ratio"],
+                        [[str(row["width"]),
+                          *(f"{row['slope'][b]:.4g} (vs {-row['two_eta_lambda'][b]:.4g})" for b in biases),
+                          f"{row['gap_ratio']:.3g}"] for row in axis["per_width"]])]
     if "kernel" in results:
         k = results["kernel"]
         blocks += [("h2", "The bias-generalized NTK against the bias"),
@@ -389,7 +483,7 @@ def _blocks(results: dict, table: list[dict], figures: dict, config: dict, quick
                       "; ".join(x for x in (r["constant"], r["note"]) if x)] for r in rows])]
     if "timing" in results:
         t = results["timing"]
-        blocks += [("h2", "Exact sparse GD against dense GD"),
+        blocks += [("h2", "Exact sparse and function-space GD against dense GD"),
                    ("p", f"n = {t['n']}, d = {t['dim']}, width {t['width']}, B = {t['bias']:g}, float32, "
                          f"lr {t['lr']:g}, "
                          f"{t['steps']} steps each, same initialization, measured side by side: dense "
@@ -397,8 +491,22 @@ def _blocks(results: dict, table: list[dict], figures: dict, config: dict, quick
                          f"{t['sparse_seconds_per_step'] * 1e3:.1f} ms/step ({t['speedup']:.1f}×; end to end including "
                          f"set-up {t['end_to_end_speedup']:.1f}×); largest relative loss difference "
                          f"{t['max_relative_loss_difference']:.2g}; candidates per active pair "
-                         f"{t['candidates_per_active']:.2f}. See BENCHMARKS.md for the full-size benchmark."),
-                   ("img", figures["timing"], "median seconds per GD step")]
+                         f"{t['candidates_per_active']:.2f}. See BENCHMARKS.md for the full-size benchmark.")]
+        if "kernel_seconds_per_step" in t:
+            blocks += [("table", ["method", "ms per step", "speed-up per step", "end to end (s)",
+                                  "end-to-end speed-up", "largest relative loss difference to dense"],
+                        [["dense", f"{t['dense_seconds_per_step'] * 1e3:.1f}", "1", f"{t['dense_total']:.2f}", "1",
+                          "0"],
+                         ["sparse", f"{t['sparse_seconds_per_step'] * 1e3:.1f}", f"{t['speedup']:.1f}",
+                          f"{t['sparse_total']:.2f}", f"{t['end_to_end_speedup']:.1f}",
+                          f"{t['max_relative_loss_difference']:.2g}"],
+                         ["kernel (function space)", f"{t['kernel_seconds_per_step'] * 1e3:.1f}",
+                          f"{t['kernel_speedup']:.1f}", f"{t['kernel_total']:.2f}",
+                          f"{t['kernel_end_to_end_speedup']:.1f}",
+                          f"{t['kernel_max_relative_loss_difference']:.2g}"]])]
+        blocks += [("img", figures["timing"], "median seconds per GD step")]
+    blocks += deep_parts.blocks(results, figures)
+    blocks += p3_parts.blocks(results, figures)
     blocks.append(("p", "Run times per part (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "."))
     return blocks
 
