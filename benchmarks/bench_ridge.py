@@ -36,7 +36,7 @@ from scipy.special import ndtr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sparsentk as snt
-from _common import header, table
+from _common import header, median_time, table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,15 +105,6 @@ HEAD = ["n", "B", "ridge", "test accuracy", "CG iterations", "max rel. residual"
         "peak RSS (GiB)", "panels (s)", "Nyström (s)", "CG (s)", "predict (s)", "total (s)"]
 
 
-def _timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def _dask_table(X: np.ndarray, args) -> None:
     try:
         from distributed import Client, LocalCluster
@@ -129,14 +120,14 @@ def _dask_table(X: np.ndarray, args) -> None:
         results = {}
         for cache in (False, True):
             with snt.KernelOperator(path, 1.0, cache=cache) as op:
-                results[("in-process", cache)] = (_timed(lambda op=op: op @ V, args.repeats), op @ V)
+                results[("in-process", cache)] = (median_time(lambda op=op: op @ V, args.repeats, warmup=0), op @ V)
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             client.run(lambda: None)
             for cache in (False, True):
                 with snt.KernelOperator(path, 1.0, cache=cache, client=client) as op:
                     op @ V[:, :1]  # warm the workers (imports, memory map)
-                    results[("dask", cache)] = (_timed(lambda op=op: op @ V, args.repeats), op @ V)
+                    results[("dask", cache)] = (median_time(lambda op=op: op @ V, args.repeats, warmup=0), op @ V)
         for cache in (False, True):
             local, (remote, out) = results[("in-process", cache)], results[("dask", cache)]
             rows.append([n, "cached" if cache else "streamed", local[0], remote, remote / local[0],
