@@ -10,9 +10,11 @@ from sparsentk.cli._common import COUNT, POSITIVE, SEED, NumberList, check_mnist
 
 
 def _executor(workers: int, scheduler: str | None):
+    """A Dask cluster's executor for ``--scheduler``; else None: run_grid runs ``--workers`` local processes itself
+    (a pool that isolates a worker process that dies, and is shut down at the end)."""
     from sparsentk._grid import make_executor
 
-    return make_executor(workers, scheduler)
+    return make_executor(scheduler=scheduler) if scheduler else None
 
 
 def _dims(text: str | None) -> tuple | None:
