@@ -54,6 +54,7 @@ import numba
 import numpy as np
 
 from sparsentk import _gram, _moments, _orthant
+from sparsentk._gram import _kahan_angle
 from sparsentk._memory import require_memory
 from sparsentk._validate import check_choice, check_float, check_int, check_matrix
 
@@ -97,14 +98,7 @@ def _deep_panel(K, NNGP, want_nngp, U, V, nx, ny, row0, col0, symmetric, tol, ta
                 th = 0.0
                 c = 1.0
             elif abs(c) > 1.0 - tol:
-                a = 0.0
-                b = 0.0
-                u = U[row0 + i]
-                v = V[col0 + j]
-                for k in range(u.shape[0]):
-                    a += (u[k] - v[k]) ** 2
-                    b += (u[k] + v[k]) ** 2
-                th = 2.0 * math.atan2(math.sqrt(a), math.sqrt(b))
+                th = _kahan_angle(U[row0 + i], V[col0 + j])
                 c = math.cos(th)  # ±1 exactly for parallel and antipodal rows
             else:
                 th = math.acos(c)
@@ -207,14 +201,7 @@ def _composed_panel(K, NNGP, want_nngp, U, V, nx, ny, row0, col0, symmetric, tol
             if symmetric and row0 + i == col0 + j:
                 th = 0.0
             elif abs(c) > 1.0 - tol:
-                a = 0.0
-                b = 0.0
-                u = U[row0 + i]
-                v = V[col0 + j]
-                for k in range(u.shape[0]):
-                    a += (u[k] - v[k]) ** 2
-                    b += (u[k] + v[k]) ** 2
-                th = 2.0 * math.atan2(math.sqrt(a), math.sqrt(b))
+                th = _kahan_angle(U[row0 + i], V[col0 + j])
             else:
                 th = math.acos(c)
             x = th * scale
