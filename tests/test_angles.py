@@ -8,21 +8,8 @@ from scipy import integrate
 from scipy.special import ndtr, owens_t
 
 import sparsentk as snt
+from p2_oracles import lemma31_phi
 from sparsentk import theory
-
-
-def lemma31_phi(theta, L):
-    th = [theta]
-    for _ in range(L):
-        t = th[-1]
-        th.append(math.acos(min(1.0, ((math.pi - t) / math.pi) * math.cos(t) + math.sin(t) / math.pi)))
-    total = 0.0
-    for level in range(L + 1):
-        prod = 1.0
-        for k in range(level, L):
-            prod *= 1 - th[k] / math.pi
-        total += math.cos(th[level]) * prod
-    return math.acos(min(1.0, total / (L + 1)))
 
 
 @pytest.mark.parametrize("L", [0, 1, 3, 10])

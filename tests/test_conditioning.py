@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from p2_oracles import lemma31_phi
 from sparsentk.experiments.conditioning import _rows, conditioning_study
 from sparsentk.experiments.conditioning_report import claim_rows, report_blocks
 
@@ -21,26 +22,11 @@ def study():
     return conditioning_study(**TINY)
 
 
-def lemma_31(theta_in: float, depth: int) -> float:
-    """P2 Lemma 3.1 (B = 0), written out: the gradient angle in degrees."""
-    thetas = [theta_in]
-    for _ in range(depth):
-        t = thetas[-1]
-        thetas.append(math.acos(min(1.0, ((math.pi - t) / math.pi) * math.cos(t) + math.sin(t) / math.pi)))
-    total = 0.0
-    for level in range(depth + 1):
-        prod = 1.0
-        for k in range(level, depth):
-            prod *= 1.0 - thetas[k] / math.pi
-        total += math.cos(thetas[level]) * prod
-    return math.degrees(math.acos(max(-1.0, min(1.0, total / (depth + 1)))))
-
-
 def test_angle_map_is_lemma_31(study):
     am = study["angle_map"]
     for depth, phis in am["phi_kernel"].items():
         for theta, phi in zip(am["theta"], phis, strict=True):
-            assert phi == pytest.approx(lemma_31(math.radians(theta), int(depth)), abs=1e-6)
+            assert phi == pytest.approx(math.degrees(lemma31_phi(math.radians(theta), int(depth))), abs=1e-6)
     # small angles: φ > θ_in, and φ ≈ √(Lθ/π) to leading order
     k = 1
     theta = math.radians(am["theta"][k])

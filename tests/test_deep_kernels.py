@@ -9,6 +9,7 @@ from scipy import integrate
 from scipy.special import ndtr, owens_t
 
 import sparsentk as snt
+from p2_oracles import lemma31_cos
 
 
 @pytest.fixture(params=["per-layer", "composed"])
@@ -25,21 +26,6 @@ def unit(rng, n, d):
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def lemma31(theta, L):
-    """P2 Lemma 3.1, as printed: cos φ = (1/(L+1)) Σ_l cos θ_l Π_{k=l}^{L-1} (1 − θ_k/π)."""
-    th = [theta]
-    for _ in range(L):
-        t = th[-1]
-        th.append(math.acos(min(1.0, ((math.pi - t) / math.pi) * math.cos(t) + math.sin(t) / math.pi)))
-    total = 0.0
-    for level in range(L + 1):
-        prod = 1.0
-        for k in range(level, L):
-            prod *= 1 - th[k] / math.pi
-        total += math.cos(th[level]) * prod
-    return total / (L + 1)
-
-
 @pytest.mark.parametrize("L", [0, 1, 3, 10])
 def test_bias_free_kernel_is_p2_lemma_31_for_rows_of_any_norm(L, path):
     rng = np.random.default_rng(0)
@@ -50,7 +36,7 @@ def test_bias_free_kernel_is_p2_lemma_31_for_rows_of_any_norm(L, path):
     for i in range(7):
         for j in range(i + 1, 7):
             th = math.acos(np.clip(X[i] @ X[j] / (norms[i] * norms[j]), -1, 1))
-            ref = (L + 1) * norms[i] * norms[j] * lemma31(th, L)
+            ref = (L + 1) * norms[i] * norms[j] * lemma31_cos(th, L)
             assert abs(K[i, j] - ref) <= 1e-12 * (L + 1) * norms[i] * norms[j]
     assert np.array_equal(K, K.T)
 
