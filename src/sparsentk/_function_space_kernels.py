@@ -90,20 +90,28 @@ def _anchor(r, lo, na, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, 
 
 
 @numba.njit(inline="always", fastmath=_FAST)
+def _displacement(lo, na, idx, E, eref, X, out):  # pragma: no cover - compiled
+    r"""``out`` ← :math:`X_{A_r}^\top (E - E_{ref})` over one neuron's active slots ``lo … lo + na``; returns
+    :math:`\sum (E - E_{ref})` (its weight and bias moves are ``−c`` and ``+c`` times these)."""
+    d = X.shape[1]
+    for j in range(d):
+        out[j] = 0.0
+    total = 0.0
+    for q in range(lo, lo + na):
+        i = idx[q]
+        de = E[i] - eref[q]
+        total += de
+        for j in range(d):
+            out[j] += de * np.float64(X[i, j])
+    return total
+
+
+@numba.njit(inline="always", fastmath=_FAST)
 def _keep_undo(k, lo, na, idx, eref, E_prev, X, wsave, bsave, coef, u, undo_W, undo_b):  # pragma: no cover
     """The row of neuron ``due[k]`` at the previous iterate, :math:`w_r(s_r) - c a_r X_{A_r}^\top(E(t) - E(s_r))`,
     into ``undo_W[k]`` (for a revert), from its saved anchor row and its active set at the anchor."""
-    d = X.shape[1]
-    for j in range(d):
-        u[j] = 0.0
-    ub = 0.0
-    for q in range(lo, lo + na):
-        i = idx[q]
-        ei = E_prev[i] - eref[q]
-        ub += ei
-        for j in range(d):
-            u[j] += ei * np.float64(X[i, j])
-    for j in range(d):
+    ub = _displacement(lo, na, idx, E_prev, eref, X, u)
+    for j in range(X.shape[1]):
         undo_W[k, j] = wsave[j] - coef * u[j]
     undo_b[k] = bsave + coef * ub
 
@@ -483,15 +491,7 @@ def bring_up_to_date(bounds, X, W, b, a, E, cs, start, n_act, n_listed, idx, zre
             na = n_act[r]
             if na == 0:
                 continue
-            for j in range(d):
-                v[j] = 0.0
-            beta = 0.0
-            for q in range(lo, lo + na):
-                i = idx[q]
-                de = E[i] - eref[q]
-                beta += de
-                for j in range(d):
-                    v[j] += de * np.float64(X[i, j])
+            beta = _displacement(lo, na, idx, E, eref, X, v)
             coef = cs * np.float64(a[r])
             step2 = 0.0
             vv = 0.0
@@ -564,13 +564,7 @@ def movement(X, W, b, W0, b0, a, E, cs, start, n_act, idx, eref, dist, Sd, Kw, b
             na = n_act[r]
             coef = cs * np.float64(a[r])
             if Sd[r] < S and dist[r] + Kw[r] * (S - Sd[r]) >= floor_w:
-                for j in range(d):
-                    v[j] = 0.0
-                for q in range(lo, lo + na):
-                    i = idx[q]
-                    de = E[i] - eref[q]
-                    for j in range(d):
-                        v[j] += de * np.float64(X[i, j])
+                _displacement(lo, na, idx, E, eref, X, v)
                 dd = 0.0
                 for j in range(d):
                     e0 = np.float64(W[r, j]) - coef * v[j] - np.float64(W0[r, j])
