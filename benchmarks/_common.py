@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -40,9 +40,10 @@ def header(title: str) -> None:
           f"numpy {info['packages']['numpy']}, numba {info['packages']['numba']}, torch {info['packages']['torch']}\n")
 
 
-def table(head: list[str], rows: list[list[object]]) -> None:
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+def table(head: list[str], rows: Iterable[list[object]]) -> None:
+    """Print a markdown table; ``rows`` may be a generator, and each row is printed (flushed) as it comes."""
+    print("| " + " | ".join(head) + " |", flush=True)
+    print("|" + "---|" * len(head), flush=True)
     for row in rows:
-        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |")
+        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |", flush=True)
     print(flush=True)

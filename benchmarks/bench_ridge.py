@@ -161,12 +161,10 @@ def main(argv: list[str] | None = None) -> None:
 
     header(f"Growth with n: MNIST one-vs-rest NTK ridge regression at B = {biases[0]:g} (float32 panels, "
            f"rank {args.rank})")
-    growth = [_fit(X[:m], y[:m], Xt, yt, biases[0], args) for m in sizes]
-    table(HEAD, [_row(r) for r in growth])
+    table(HEAD, (_row(_fit(X[:m], y[:m], Xt, yt, biases[0], args)) for m in sizes))
 
     header(f"MNIST ({args.n} training, {len(Xt)} test images): test accuracy against the bias B")
-    rows = [_fit(X[: args.n], y[: args.n], Xt, yt, b, args) for b in biases]
-    table(HEAD, [_row(r) for r in rows])
+    table(HEAD, (_row(_fit(X[: args.n], y[: args.n], Xt, yt, b, args)) for b in biases))
     print(f"(growth with n continues with the B = {biases[0]:g} row above)\n")
 
     if args.dask_n:

@@ -87,3 +87,25 @@ def test_dask_bad_client(problem, tmp_path):
     with pytest.raises(TypeError, match="client"):
         kernel_ridge(X, np.ones(90), 1.0, 0.1, client="tcp://nowhere:1", data_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_study_on_a_scheduler_equals_the_local_run(client, tmp_path):
+    """``reproduce conditioning --scheduler ADDRESS``: the finite networks run as tasks on the cluster, each one's
+    file lands in OUT/networks, and the result equals the run in this process."""
+    import json
+
+    from click.testing import CliRunner
+
+    from sparsentk.cli import cli
+
+    args = ["reproduce", "conditioning", "--depths", "0,1", "--width", "16", "--seeds", "0", "--synthetic-n", "8",
+            "--data", "none", "--biases", "0,1", "--bias-n", "6", "--resume"]
+    results = {}
+    for where, extra in (("local", []), ("dask", ["--scheduler", client.scheduler.address])):
+        out = tmp_path / where
+        r = CliRunner().invoke(cli, [*args, *extra, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        assert len(list((out / "networks").glob("*.json"))) == 8
+        results[where] = json.loads((out / "conditioning.json").read_text())
+    for key in ("depth", "bias"):
+        assert results["dask"][key] == results["local"][key]

@@ -167,3 +167,29 @@ def test_sweep_runs_through_the_grid_and_resumes(tmp_path):
     assert len(list((tmp_path / "runs").glob("*.json"))) == 8 and other["rows"] != first["rows"]
     pooled = snt.sweep(X, y, **kwargs, workers=2)
     assert pooled["rows"] == first["rows"]
+
+
+@pytest.mark.parametrize(("path", "args"), [
+    (["sweep"], ["--n", "8", "--dim", "3", "--biases", "0", "--widths", "16", "--steps", "2"]),
+    (["reproduce", "conditioning"], ["--depths", "0", "--width", "8", "--seeds", "0", "--data", "none"]),
+    (["reproduce", "depth-accuracy"], ["--depths", "1", "--data", "digits"]),
+    (["reproduce", "width"], ["--quick"]),
+    (["reproduce", "lazy"], ["--quick", "--data", "digits"]),
+])
+def test_grid_commands_take_workers_and_a_scheduler(path, args, tmp_path, capsys, monkeypatch):
+    """Every study that runs many configurations has ``--workers`` and ``--scheduler``; an unreachable scheduler is
+    a one-line error naming the flag (exit 2) before any work starts."""
+    import functools
+
+    from click.testing import CliRunner
+
+    from sparsentk.cli import cli, main
+
+    monkeypatch.setattr(_grid, "make_executor", functools.partial(_grid.make_executor, timeout=1))
+    help_text = CliRunner().invoke(cli, [*path, "--help"]).output
+    assert "--workers" in help_text and "--scheduler" in help_text
+    with pytest.raises(SystemExit) as exc:
+        main([*path, *args, "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--scheduler" in err and "cannot connect" in err and "\n" not in err

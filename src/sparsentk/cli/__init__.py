@@ -25,7 +25,7 @@ COMMANDS = {
               "Audit every (bias, width) pair; table and plots of measured values against B and m with fitted "
               "slopes."),
     "reproduce": ("sparsentk.cli.reproduce", "reproduce_group",
-                  "Reproduce the papers' experiments (P1 Figures 1 and 2) and write the full report."),
+                  "Reproduce the three papers' experiments (P1, P2, P3) and write the full report."),
 }
 
 

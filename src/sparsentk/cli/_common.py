@@ -287,6 +287,27 @@ def load_data(data: str, n: int, dim: int, teacher: str, noise: float, seed: int
     return X, y
 
 
+def grid_options(what: str) -> Callable:
+    """``--workers N`` and ``--scheduler ADDRESS`` for a command whose study runs many configurations through
+    :func:`sparsentk.run_grid` (``what`` names them in the help)."""
+
+    def decorate(fn: Callable) -> Callable:
+        fn = click.option("--scheduler", default=None, show_default="none (local)",
+                          help=f"Address of a dask.distributed scheduler that runs the {what}.")(fn)
+        return click.option("--workers", type=COUNT, default=1, show_default=True,
+                            help=f"Local processes running {what} side by side (the cores are shared).")(fn)
+
+    return decorate
+
+
+def grid_executor(scheduler: str | None):
+    """The executor behind ``--scheduler`` (a Dask cluster's), or None: :func:`sparsentk.run_grid` then runs
+    ``--workers`` local processes itself (a pool that isolates a worker that dies, shut down at the end)."""
+    from sparsentk._grid import make_executor
+
+    return make_executor(scheduler=scheduler) if scheduler else None
+
+
 def check_mnist_dir(data: str, data_dir: str | None) -> None:
     """With ``--data mnist``, check before any work that the MNIST files are found (nothing is downloaded)."""
     if data == "mnist":

@@ -17,6 +17,8 @@ from sparsentk.cli._common import (
     NumberList,
     data_options,
     echo_done,
+    grid_executor,
+    grid_options,
     load_data,
     output_dir,
 )
@@ -121,17 +123,13 @@ def slope_rows(slopes: dict[str, Any], biases: list[float], tolerance: float = S
 @click.option("--method", type=click.Choice(list(METHODS)), default="auto", show_default=True,
               help="Training method (every one gives the same iterates; auto is the fastest).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the data and the networks.")
-@click.option("--workers", type=COUNT, default=1, show_default=True,
-              help="Processes running (bias, width) pairs side by side (the cores are shared among them).")
-@click.option("--scheduler", default=None, show_default="none (local)",
-              help="Address of a dask.distributed scheduler that runs the pairs.")
+@grid_options("(bias, width) pairs")
 @click.option("--out", type=click.Path(), default="runs/sweep", show_default=True,
               help="Output folder; each pair's result is kept in OUT/runs/, so a rerun resumes where it stopped.")
 def sweep_command(data, n, dim, teacher, noise, biases, widths, lr, steps, method, seed, workers, scheduler, out):
     """Audit every (bias, width) pair; table and plots of measured values against B and m with fitted slopes."""
     import sparsentk as snt
     from sparsentk import plotting
-    from sparsentk._grid import make_executor
     from sparsentk._io import atomic_write_json, atomic_write_text, machine_info
 
     out_dir = output_dir(out)
@@ -140,7 +138,7 @@ def sweep_command(data, n, dim, teacher, noise, biases, widths, lr, steps, metho
         raise ValueError(f"{'--n' if data == 'sphere' else '--data'}: expected at least 2 points, got {X.shape[0]}")
     result = snt.sweep(X, y, biases=biases, widths=widths, steps=steps, lr=lr, seed=seed, method=method,
                        progress=True, out=out_dir / "runs", workers=workers,
-                       executor=make_executor(scheduler=scheduler) if scheduler else None)
+                       executor=grid_executor(scheduler))
     atomic_write_json(out_dir / "sweep.json", result | {"machine": machine_info()})
     keys = list(result["rows"][0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

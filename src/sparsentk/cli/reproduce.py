@@ -40,7 +40,7 @@ def status(title: str):
 
 @click.group("reproduce")
 def reproduce_group() -> None:
-    """Reproduce the papers' experiments (P1 Figures 1 and 2) and write the full report."""
+    """Reproduce the three papers' experiments (P1, P2, P3) and write the full report."""
 
 
 @reproduce_group.command("convergence")

@@ -6,7 +6,17 @@ from __future__ import annotations
 import click
 
 from sparsentk._io import atomic_write_json, machine_info
-from sparsentk.cli._common import COUNT, SEED, Number, NumberList, check_mnist_dir, echo_done, output_dir
+from sparsentk.cli._common import (
+    COUNT,
+    SEED,
+    Number,
+    NumberList,
+    check_mnist_dir,
+    echo_done,
+    grid_executor,
+    grid_options,
+    output_dir,
+)
 
 DATA_HELP = "auto: MNIST when its IDX files are found, else scikit-learn's digits (offline)."
 DATA_DIR_HELP = "Folder with the four MNIST IDX files (raw or .gz); default $SPARSENTK_MNIST_DIR or the cache."
@@ -47,12 +57,11 @@ def _print_claims(rows: list[dict]) -> None:
 @click.option("--threads", type=COUNT, default=None, show_default="left alone",
               help="BLAS and numba threads (1 avoids oversubscribing a busy machine; --workers runs networks in "
                    "parallel processes).")
-@click.option("--workers", type=COUNT, default=1, show_default=True,
-              help="Processes for the finite networks (sparsentk.run_grid).")
+@grid_options("finite networks")
 @click.option("--resume", is_flag=True, help="Keep every finished network's file in OUT/networks and reuse it.")
 @click.option("--out", type=click.Path(), default="runs/conditioning", show_default=True, help="Output folder.")
 def conditioning_command(depths, width, seeds, synthetic_n, synthetic_dim, data, data_dir, batches, batch_size,
-                         biases, bias_n, train_bias, seed, threads, workers, resume, out):
+                         biases, bias_n, train_bias, seed, threads, workers, scheduler, resume, out):
     """Gradient angles and NTK conditioning against depth (P2 Figs 1 and 3), the bias axis, the depth limits.
 
     ReLU and linear networks, all layers trained or the first only, at infinite width and as width-512 networks
@@ -70,7 +79,8 @@ def conditioning_command(depths, width, seeds, synthetic_n, synthetic_dim, data,
                                     synthetic_dim=synthetic_dim, images=data, data_dir=data_dir,
                                     image_batches=batches, batch_size=batch_size, biases=biases, bias_n=bias_n,
                                     bias_train_bias=train_bias, seed=seed, threads=threads,
-                                    out=out_dir / "networks" if resume else None, workers=workers, callback=say)
+                                    out=out_dir / "networks" if resume else None, workers=workers,
+                                    executor=grid_executor(scheduler), callback=say)
     atomic_write_json(out_dir / "conditioning.json", result | {"machine": machine_info()})
     files = ["conditioning.json", "conditioning_angles.png", "conditioning_bias.png"]
     plotting.save(_figures.angle_map(result), out_dir / "conditioning_angles.png")
@@ -105,9 +115,11 @@ def conditioning_command(depths, width, seeds, synthetic_n, synthetic_dim, data,
               help="Seeds (initialization and batch order); one run per depth and seed.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--threads", type=COUNT, default=None, show_default="all cores", help="PyTorch CPU threads.")
+@grid_options("(depth, seed) runs")
+@click.option("--resume", is_flag=True, help="Keep every finished run's file in OUT/runs and reuse it.")
 @click.option("--out", type=click.Path(), default="runs/depth-accuracy", show_default=True, help="Output folder.")
 def depth_accuracy_command(depths, width, data, data_dir, epochs, batch_size, lr_grid, selection_steps, holdout,
-                           train_limit, test_limit, seeds, device, threads, out):
+                           train_limit, test_limit, seeds, device, threads, workers, scheduler, resume, out):
     """P2 §5: MNIST test accuracy and training loss of bias-free ReLU networks by depth, beside P2's table."""
     from sparsentk import plotting
     from sparsentk.experiments import _figures
@@ -120,7 +132,8 @@ def depth_accuracy_command(depths, width, data, data_dir, epochs, batch_size, lr
         result = depth_accuracy_study(depths=depths, width=width, data=data, data_dir=data_dir, epochs=epochs,
                                       batch_size=batch_size, lr_grid=lr_grid, selection_steps=selection_steps,
                                       holdout=holdout, train_limit=train_limit, test_limit=test_limit, seeds=seeds,
-                                      device=device, threads=threads, callback=say)
+                                      device=device, threads=threads, out=out_dir / "runs" if resume else None,
+                                      workers=workers, executor=grid_executor(scheduler), callback=say)
     atomic_write_json(out_dir / "depth_accuracy.json", result | {"machine": machine_info()})
     plotting.save(_figures.depth_accuracy(result), out_dir / "depth_accuracy.png")
     echo_done(out_dir, ["depth_accuracy.json", "depth_accuracy.png"])

@@ -6,15 +6,17 @@ from __future__ import annotations
 import click
 
 from sparsentk._io import atomic_write_json, machine_info
-from sparsentk.cli._common import COUNT, POSITIVE, SEED, NumberList, check_mnist_dir, echo_done, output_dir
-
-
-def _executor(workers: int, scheduler: str | None):
-    """A Dask cluster's executor for ``--scheduler``; else None: run_grid runs ``--workers`` local processes itself
-    (a pool that isolates a worker process that dies, and is shut down at the end)."""
-    from sparsentk._grid import make_executor
-
-    return make_executor(scheduler=scheduler) if scheduler else None
+from sparsentk.cli._common import (
+    COUNT,
+    POSITIVE,
+    SEED,
+    NumberList,
+    check_mnist_dir,
+    echo_done,
+    grid_executor,
+    grid_options,
+    output_dir,
+)
 
 
 def _dims(text: str | None) -> tuple | None:
@@ -51,8 +53,7 @@ def _dims(text: str | None) -> tuple | None:
 @click.option("--max-factor", type=COUNT, default=None, help="Search widths up to this many times n.")
 @click.option("--data", default="sphere", show_default=True,
               help="'sphere' (unit inputs, ±1/√n labels) or a data file (.npz/.npy/.csv).")
-@click.option("--workers", type=COUNT, default=1, show_default=True, help="Local processes running configurations.")
-@click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler to run the grid on.")
+@grid_options("configurations")
 @click.option("--no-resume", is_flag=True, help="Recompute configurations already finished in --out.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="First seed of the preset.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/width", show_default=True)
@@ -70,7 +71,7 @@ def width_command(quick, ns, dims, families, seeds, eps, steps, lr_scale, max_fa
     if eps is not None or steps is not None:
         kwargs["target"] = None  # the default: 1e-2 (or the smallest ε) within the largest T
     out_dir = output_dir(out)
-    executor = _executor(workers, scheduler)
+    executor = grid_executor(scheduler)
     with status("width study") as say:
         result = width.width_study(**kwargs, data=data, out=out_dir / "grid", executor=executor, workers=workers,
                                    resume=not no_resume, callback=say)
@@ -102,8 +103,7 @@ def width_command(quick, ns, dims, families, seeds, eps, steps, lr_scale, max_fa
 @click.option("--student-width", type=COUNT, default=None, help="Student width.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--threads", type=COUNT, default=None, help="PyTorch threads per run.")
-@click.option("--workers", type=COUNT, default=1, show_default=True, help="Local processes running students.")
-@click.option("--scheduler", default=None, help="Address of a dask.distributed scheduler to run the students on.")
+@grid_options("students")
 @click.option("--no-resume", is_flag=True, help="Retrain the teacher and the students already finished in --out.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/lazy", show_default=True)
@@ -123,7 +123,7 @@ def lazy_command(quick, omega2, runs, losses, data, data_dir, train_limit, test_
     if threads is not None:
         kwargs["threads"] = threads
     out_dir = output_dir(out)
-    executor = _executor(workers, scheduler)
+    executor = grid_executor(scheduler)
     with status("initialization sweep") as say:
         result = lazy.lazy_study(**kwargs, device=device, out=out_dir, executor=executor,
                                  workers=workers, resume=not no_resume, callback=say)

@@ -38,6 +38,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -369,6 +370,7 @@ def conditioning_study(
     threads: int | None = None,
     out: str | os.PathLike | None = None,
     workers: int = 1,
+    executor: Executor | None = None,
     callback: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     r"""P2 Figs. 1 and 3 at infinite and finite width, the bias axis, and the large-depth limits (module docstring).
@@ -408,8 +410,9 @@ def conditioning_study(
         BLAS and numba threads while the study runs in this process (default: left alone). The kernels of the
         quick sizes are small: one thread avoids the threads of tiny products oversubscribing a busy machine (the
         report's quick mode uses 1; ``workers`` parallelizes over networks instead).
-    out, workers :
-        Passed to :func:`sparsentk.run_grid` for the finite networks (one resumable file per network).
+    out, workers, executor :
+        Passed to :func:`sparsentk.run_grid` for the finite networks (one resumable file per network; ``executor``,
+        e.g. a Dask cluster's, runs them instead of ``workers`` local processes).
     callback : callable, optional
         Progress messages.
 
@@ -441,13 +444,13 @@ def conditioning_study(
         return _study(depths, finite_depths, width, seeds, synthetic_n, synthetic_dim, images, data_dir,
                       image_batches, batch_size, biases, bias_n, bias_train_bias, angle_depths, angle_points,
                       angle_seeds, bias_angle_depth, limit_depths, limit_thetas, limit_n, bias_limit_depths,
-                      rise_draws, part_threshold, seed, out, workers, callback)
+                      rise_draws, part_threshold, seed, out, workers, executor, callback)
 
 
 def _study(depths, finite_depths, width, seeds, synthetic_n, synthetic_dim, images, data_dir, image_batches,
            batch_size, biases, bias_n, bias_train_bias, angle_depths, angle_points, angle_seeds, bias_angle_depth,
            limit_depths, limit_thetas, limit_n, bias_limit_depths, rise_draws, part_threshold, seed, out, workers,
-           callback) -> dict[str, Any]:
+           executor, callback) -> dict[str, Any]:
     """The study with its integer arguments checked (:func:`conditioning_study`)."""
     try:
         biases = [float(b) for b in biases]
@@ -492,7 +495,7 @@ def _study(depths, finite_depths, width, seeds, synthetic_n, synthetic_dim, imag
         if done % max(1, total // 20) == 0 or done == total:
             say(f"conditioning: finite-width networks {done}/{total}")
 
-    result = snt.run_grid(finite_point, grid, out, workers=workers, progress=progress)
+    result = snt.run_grid(finite_point, grid, out, executor=executor, workers=workers, progress=progress)
     if result.failed:
         bad = result.failed[0]
         c = bad["config"]

@@ -33,6 +33,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -234,6 +235,7 @@ def depth_accuracy_study(
     threads: int | None = None,
     out: str | os.PathLike | None = None,
     workers: int = 1,
+    executor: Executor | None = None,
     callback: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train P2's bias-free ReLU network at every depth and seed on MNIST (or digits); loss curves and accuracy.
@@ -260,9 +262,9 @@ def depth_accuracy_study(
         ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     threads : int, optional
         PyTorch CPU threads (default: all cores).
-    out, workers :
+    out, workers, executor :
         Passed to :func:`sparsentk.run_grid`: a folder makes every (depth, seed) run a resumable file; ``workers``
-        processes share the cores.
+        processes share the cores, or ``executor`` (e.g. a Dask cluster's) runs the runs.
     callback : callable, optional
         Called with a progress message after each run.
 
@@ -318,7 +320,7 @@ def depth_accuracy_study(
 
     before = torch.get_num_threads()
     try:
-        result = snt.run_grid(train_depth, grid, out, workers=workers, progress=progress)
+        result = snt.run_grid(train_depth, grid, out, executor=executor, workers=workers, progress=progress)
     finally:
         torch.set_num_threads(before)  # the runs set the threads of this process; give them back
     if result.failed:
