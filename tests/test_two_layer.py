@@ -245,7 +245,7 @@ def test_derivative_bounds_against_a_fine_grid(act):
     assert snt.TwoLayer(2, 3, activation=act).derivative_bounds == (bound1, bound2)
 
 
-@pytest.mark.parametrize(("out", "train"), [(1, "first"), (3, "both"), (3, "first")])
+@pytest.mark.parametrize(("out", "train"), [(1, "first"), (1, "both"), (3, "both"), (3, "first")])
 def test_gd_step_follows_the_finite_difference_checked_gradients(out, train):
     """One engine step equals θ − η∇L with the gradients checked above (both engine paths: one and several outputs)."""
     rng = np.random.default_rng(13)
@@ -256,3 +256,147 @@ def test_gd_step_follows_the_finite_difference_checked_gradients(out, train):
     snt.train(net, X, Y if out > 1 else Y[:, 0], lr=0.05, steps=1)
     for k, value in expected.items():
         np.testing.assert_allclose(getattr(net, k), value, atol=1e-13)
+
+
+# ------------------------------------------------------------------ the compiled activations against mpmath / scipy
+def _special_grid(seed):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.uniform(-40, 40, 300), rng.uniform(-3, 3, 300), rng.standard_normal(40) * 1e-7,
+                           [-38.4, -37.5, -8.0, -1.4142135623730951, -1.0, -0.7518, 1e-300, 1.0, 8.0, 39.0]])
+
+
+def _mp_reference(act, zs):
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    funcs = {
+        "gelu": lambda z: (z * mp.ncdf(z), mp.ncdf(z) + z * mp.npdf(z), mp.ncdf(z) + abs(z) * mp.npdf(z)),
+        "softplus": lambda z: (mp.log1p(mp.exp(z)) - mp.log(2), 1 / (1 + mp.exp(-z)), 1),
+        "tanh": lambda z: (mp.tanh(z), mp.sech(z) ** 2, 1),
+    }[act]
+    rows = [funcs(mp.mpf(float(z))) for z in zs]
+    return (np.array([float(r[i]) for r in rows]) for i in range(3))
+
+
+def _activate(act, z, dtype=np.float64):
+    """φ(z), φ'(z) through the network's own pass: one neuron with w = 1, b = 0 (so the pre-activation is z)."""
+    net = snt.TwoLayer.from_parameters(np.ones((1, 1)), np.ones(1), 0.0, activation=act, dtype=dtype)
+    A, D = net._forward(np.asarray(z, dtype=dtype)[:, None])
+    return A[:, 0], D[:, 0]
+
+
+@pytest.mark.parametrize("act", ["gelu", "softplus", "tanh"])
+def test_activations_against_mpmath(act):
+    """φ and φ' to a few ulps of 40-digit values over |z| ≤ 40 (GeLU's tails included, where Φ is ~1e-300)."""
+    z = _special_grid(ACTS.index(act))
+    ref_a, ref_d, scale_d = _mp_reference(act, z)
+    a, d = _activate(act, z)
+    ulp = np.finfo(np.float64).eps
+    normal = np.abs(ref_a) > 1e-300
+    if act == "softplus":  # log(1 + e^z) - log 2 cancels at z = 0: absolute accuracy there
+        assert np.all(np.abs(a - ref_a) <= 2 * ulp * np.maximum(np.abs(ref_a), 1.0))
+    else:
+        assert np.all(np.abs(a - ref_a)[normal] <= 4 * ulp * np.abs(ref_a[normal]))
+        assert np.all(np.abs(a - ref_a)[~normal] <= 1e-300)
+    # φ' relative to the size of its terms (GeLU's Φ + zφ cancels near z = -0.75; elsewhere this is relative)
+    bound = 8 * ulp * np.maximum(np.abs(ref_d), scale_d * (act == "gelu"))
+    ok = np.abs(ref_d) > 1e-300
+    assert np.all(np.abs(d - ref_d)[ok] <= bound[ok]), np.max(np.abs(d - ref_d)[ok] / bound[ok])
+
+
+def test_gelu_against_scipy_ndtr():
+    """A second, independent reference: z Φ(z) and Φ(z) + z φ(z) from scipy.special.ndtr (accurate to ~1e-13 in
+    the far tail, where it loses the rounding of z²)."""
+    from scipy.special import ndtr
+
+    z = np.linspace(-37.0, 37.0, 20001)
+    a, d = _activate("gelu", z)
+    pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    np.testing.assert_allclose(a, z * ndtr(z), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(d, ndtr(z) + z * pdf, rtol=1e-12, atol=1e-16)
+
+
+def test_activations_at_special_values():
+    z = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 60.0, -60.0])
+    expected = {
+        "gelu": ([0, 0, np.inf, 0, np.nan, 60, 0], [0.5, 0.5, 1, 0, np.nan, 1, 0]),
+        "softplus": ([0, 0, np.inf, -math.log(2), np.nan, 60 - math.log(2), -math.log(2)],
+                     [0.5, 0.5, 1, 0, np.nan, 1, math.exp(-60)]),
+        "tanh": ([0, 0, 1, -1, np.nan, 1, -1], [1, 1, 0, 0, np.nan, 4 * math.exp(-120), 4 * math.exp(-120)]),
+        "relu": ([0, 0, np.inf, 0, np.nan, 60, 0], [1, 1, 1, 0, np.nan, 1, 0]),
+    }
+    for act, (ea, ed) in expected.items():
+        a, d = _activate(act, z)
+        np.testing.assert_allclose(a, ea, rtol=1e-15, atol=0, err_msg=act)
+        np.testing.assert_allclose(d, ed, rtol=1e-14, atol=0, err_msg=act)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_float32_activations_are_float64_values_rounded_once(act):
+    """float32 networks: φ, φ' computed in float64 and rounded once; GeLU in float32 arithmetic, within 6 ulps."""
+    rng = np.random.default_rng(14)
+    X = (3 * unit_rows(rng, 40, 3)).astype(np.float32)
+    net32 = snt.TwoLayer(3, 31, activation=act, bias=0.1, seed=2, dtype=np.float32)
+    net64 = snt.TwoLayer.from_parameters(net32.W, net32.V, net32.b, activation=act)
+    A32, D32 = net32._forward(X)
+    A64, D64 = net64._forward(X.astype(np.float64))
+    assert A32.dtype == np.float32
+    if act != "gelu":
+        np.testing.assert_array_equal(A32, A64.astype(np.float32))
+        np.testing.assert_array_equal(D32, D64.astype(np.float32))
+    else:  # against float64 GeLU of the float32-rounded pre-activations (the float32 arithmetic starts there)
+        eps = np.finfo(np.float32).eps
+        Z = (X.astype(np.float64) @ net64.W.T - net64.b).astype(np.float32).astype(np.float64)
+        A, D = (t.reshape(Z.shape) for t in _activate("gelu", Z.ravel()))
+        assert np.all(np.abs(A32 - A) <= 6 * eps * np.abs(A) + 1e-38)
+        assert np.all(np.abs(D32 - D) <= 6 * eps * (np.abs(D) + np.abs(Z) * np.exp(-Z * Z / 2)) + 1e-38)
+
+
+def test_float32_gelu_against_mpmath():
+    """GeLU in float32 arithmetic: within 6 float32 ulps of 30-digit values down to its underflow (z ≈ -13.5)."""
+    z = _special_grid(7)
+    z = np.concatenate([z[np.abs(z) < 15], [-13.4, -12.0, -9.0]]).astype(np.float32)
+    ref_a, ref_d, scale_d = _mp_reference("gelu", z.astype(np.float64))
+    a, d = _activate("gelu", z, np.float32)
+    assert a.dtype == np.float32
+    eps = float(np.finfo(np.float32).eps)
+    normal = np.abs(ref_a) > np.finfo(np.float32).tiny
+    err_a = np.abs(a.astype(np.float64) - ref_a)
+    assert np.all(err_a[normal] <= 6 * eps * np.abs(ref_a[normal]))
+    assert np.all(err_a[~normal] <= 1e-43)  # subnormal results: a few units of the last place of z Φ(z)
+    assert np.all(np.abs(d.astype(np.float64) - ref_d) <= 4 * eps * np.maximum(np.abs(ref_d), scale_d) + 1e-43)
+
+
+@pytest.mark.parametrize("act", ["gelu", "relu"])
+def test_fused_gd_pass_does_not_depend_on_threads(act):
+    """The one-pass engine (one output, several neuron blocks, the parallel path) gives the same bits on 1 and 2
+    threads, and follows the finite-difference-checked gradients."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 numba threads")
+    from sparsentk import _two_layer_kernels as kernels
+
+    rng = np.random.default_rng(15)
+    n, width = 64, kernels.PARALLEL_ENTRIES // 64
+    X, y = unit_rows(rng, n, 5), rng.choice([-1.0, 1.0], n) / 8
+    net = snt.TwoLayer(5, width, activation=act, bias=0.1, train_bias=True, seed=3)
+    lr = 0.5 * net.stable_lr(X)
+    expected = {k: getattr(net, k) - lr * g for k, g in net.gradients(X, y).items()}
+    runs = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            copy = net.copy()
+            h = snt.train(copy, X, y, lr=lr, steps=3)
+            runs.append((copy, h))
+    finally:
+        numba.set_num_threads(previous)
+    (one, h1), (two, h2) = runs
+    for k in ("W", "V", "b"):
+        np.testing.assert_array_equal(getattr(one, k), getattr(two, k))
+    np.testing.assert_array_equal(h1.loss, h2.loss)
+    np.testing.assert_array_equal(h1.flips, h2.flips)
+    step1 = net.copy()
+    snt.train(step1, X, y, lr=lr, steps=1)
+    for k, value in expected.items():
+        np.testing.assert_allclose(getattr(step1, k), value, rtol=1e-12, atol=1e-14)

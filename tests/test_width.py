@@ -117,6 +117,8 @@ def test_study_resumes_after_interruption(tmp_path):
     resumed = W.width_study(**TINY, out=tmp_path, callback=resumed_messages.append)
     assert sum("(reused)" in m for m in resumed_messages) == 3
     fresh = W.width_study(**TINY, out=None)
+    # the grid runs largest n first, but the records keep the grid's order (family, series, n, seed)
+    assert [(r["family"], r["n"]) for r in fresh["records"]] == [(f, n) for f in TINY["families"] for n in TINY["ns"]]
     assert json.dumps(resumed["records"], sort_keys=True) == json.dumps(fresh["records"], sort_keys=True)
     assert resumed["fits"].keys() == fresh["fits"].keys()
     assert resumed["failed"] == []

@@ -25,10 +25,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numba
 import numpy as np
 import scipy.linalg
 
+from sparsentk import _two_layer_kernels as _kernels
 from sparsentk._gram import gram
 from sparsentk._validate import check_choice, check_dtype, check_float, check_int, check_matrix
 
@@ -45,62 +45,6 @@ DERIVATIVE_BOUNDS = {
     "tanh": (1.0, 4.0 / (3.0 * math.sqrt(3.0))),
     "relu": (1.0, math.inf),
 }
-_LN2 = math.log(2.0)
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-#: Below this many entries the activation pass runs on one thread (thread start-up would dominate).
-PARALLEL_ENTRIES = 1 << 16
-
-
-def _activate_rows(Z: np.ndarray, D: np.ndarray, code: int, i: int) -> None:  # pragma: no cover - compiled
-    """Row ``i`` in place: ``Z`` becomes φ(Z) and ``D`` gets φ'(Z) (one transcendental pass per entry)."""
-    for r in range(Z.shape[1]):
-        z = Z[i, r]
-        if code == 0:  # GeLU: z Φ(z)
-            cdf = 0.5 * math.erfc(-z * _INV_SQRT2)
-            Z[i, r] = z * cdf
-            D[i, r] = cdf + z * _INV_SQRT2PI * math.exp(-0.5 * z * z)
-        elif code == 1:  # shifted softplus: log(1 + e^z) - log 2
-            if z > 0:
-                e = math.exp(-z)
-                Z[i, r] = z + math.log1p(e) - _LN2
-                D[i, r] = 1.0 / (1.0 + e)
-            else:
-                e = math.exp(z)
-                Z[i, r] = math.log1p(e) - _LN2
-                D[i, r] = e / (1.0 + e)
-        elif code == 2:
-            t = math.tanh(z)
-            Z[i, r] = t
-            D[i, r] = 1.0 - t * t
-        else:  # ReLU, with φ'(0) = 1 as in P1 (active when w·x ≥ b)
-            if z >= 0:
-                D[i, r] = 1.0
-            else:
-                Z[i, r] = 0.0
-                D[i, r] = 0.0
-
-
-_row = numba.njit(cache=True, inline="always")(_activate_rows)
-
-
-@numba.njit(parallel=True, cache=True)
-def _activate_parallel(Z: np.ndarray, D: np.ndarray, code: int) -> None:  # pragma: no cover - compiled
-    for i in numba.prange(Z.shape[0]):
-        _row(Z, D, code, i)
-
-
-@numba.njit(cache=True)
-def _activate_serial(Z: np.ndarray, D: np.ndarray, code: int) -> None:  # pragma: no cover - compiled
-    for i in range(Z.shape[0]):
-        _row(Z, D, code, i)
-
-
-def _activate(Z: np.ndarray, D: np.ndarray, code: int) -> None:
-    """In place: ``Z`` becomes φ(Z) and ``D`` gets φ'(Z)."""
-    (_activate_parallel if Z.size >= PARALLEL_ENTRIES else _activate_serial)(Z, D, code)
 
 
 def _streams(seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:
@@ -260,14 +204,16 @@ class TwoLayer:
 
     def _forward(self, X: np.ndarray, W: np.ndarray | None = None, b: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-        """``(A, D)``: φ and φ' of the pre-activations :math:`XW^\\top - b` (n × width each)."""
-        W = self.W if W is None else W
-        b = self.b if b is None else b
-        Z = X @ W.T
-        Z -= b
-        D = np.empty_like(Z)
-        _activate(Z, D, _CODES[self.activation])
-        return Z, D
+        """``(A, D)``: φ and φ' of the pre-activations :math:`XW^\\top - b` (n × width each; transposed views of the
+        neuron-major arrays the compiled pass fills)."""
+        W = self.W if W is None else np.ascontiguousarray(W, dtype=self.dtype)
+        b = self.b if b is None else np.ascontiguousarray(b, dtype=self.dtype)
+        At = np.empty((W.shape[0], X.shape[0]), dtype=self.dtype)
+        Dt = np.empty_like(At)
+        fpart = np.empty((_kernels.blocks(W.shape[0]), X.shape[0]))
+        _kernels.gd_pass(np.ascontiguousarray(X.T, dtype=np.float64), W, np.zeros(W.shape[0], dtype=self.dtype),
+                         b, At, Dt, fpart, _CODES[self.activation])
+        return At.T, Dt.T
 
     def features(self, X: Any) -> np.ndarray:
         r"""The random-features matrix :math:`A = \varphi(XW^\top - b)`, n × width (P3's :math:`\varphi(W_0X)^\top`)."""
@@ -419,56 +365,90 @@ def kernel_checkpoints(steps: int) -> list[int]:
 class _TwoLayerEngine:
     r"""Full-batch GD on a :class:`TwoLayer` (the ``_Engine`` protocol of :func:`sparsentk.train`).
 
-    A step costs three products with the n × width activations (forward :math:`XW^\top` and :math:`AV^\top`,
-    :math:`E^\top A`, and :math:`D^\top[e\circ X, e]` for one output, which never forms
-    :math:`G = (ev^\top)\odot D`) and one fused pass computing φ and φ' (GeLU: one ``erfc`` and one ``exp`` per
-    entry). With ``train="last"`` the features are fixed and computed once. The history's ``stats``:
-    ``relative_loss`` :math:`\|F - Y\|_F^2/\|Y\|_F^2`, ``movement_W`` :math:`\|W_t - W_0\|_F/\|W_0\|_F`,
-    ``movement_V`` (likewise) and, at :func:`kernel_checkpoints`, ``kernel_change``
-    :math:`\|K_t - K_0\|_F/\|K_0\|_F` of :meth:`TwoLayer.ntk`.
+    With one output and the first layer trained, a step is one compiled pass over the neurons
+    (:func:`sparsentk._two_layer_kernels.gd_pass`): per neuron, the gradient from its rows of :math:`A` and
+    :math:`D` and the residual, the update of :math:`w_r, b_r, v_r`, and φ, φ' and the outputs at the new parameters,
+    while those rows are in cache (the activations are branch-free SIMD code, GeLU within a few ulps). Otherwise
+    (several outputs) the same pass computes the activations and the gradients are products with them; with
+    ``train="last"`` the features are fixed and computed once. The history's ``stats``: ``relative_loss``
+    :math:`\|F - Y\|_F^2/\|Y\|_F^2`, ``movement_W`` :math:`\|W_t - W_0\|_F/\|W_0\|_F`, ``movement_V`` (likewise) and,
+    at :func:`kernel_checkpoints`, ``kernel_change`` :math:`\|K_t - K_0\|_F/\|K_0\|_F` of :meth:`TwoLayer.ntk`.
     """
 
     def __init__(self, net: TwoLayer, X: np.ndarray, Y: np.ndarray, steps: int) -> None:
-        self.net, self.X, self.Y = net, X, Y
+        self.net, self.X, self.Y = net, X, Y.astype(np.float64)
         self.first = net.train in ("both", "first")
         self.last = net.train in ("both", "last")
+        self.fused = self.first and net.out == 1
+        self.code = _CODES[net.activation]
+        n = X.shape[0]
+        self.XT = np.ascontiguousarray(X.T, dtype=np.float64)
+        self.At = np.empty((net.width, n), dtype=net.dtype)
+        self.Dt = np.empty_like(self.At)
+        self.fpart = np.empty((_kernels.blocks(net.width), n))
+        self.EX = np.empty((X.shape[1] + 1, n)) if self.fused else None
+        self.relu = net.activation == "relu"
+        self.D0: np.ndarray | None = None
+        self.cpart = np.empty((self.fpart.shape[0], n)) if self.relu else None
+        self.flips = np.zeros(self.fpart.shape[0], dtype=np.int64)
         self.W0, self.V0, self.b0 = net.W.copy(), net.V.copy(), net.b.copy()
         self.prev = (net.W.copy(), net.V.copy(), net.b.copy())
-        self.y_norm2 = float(np.sum(Y.astype(np.float64) ** 2))
+        self.y_norm2 = float(np.sum(self.Y**2))
         self.w0_norm = float(np.linalg.norm(self.W0)) or 1.0
         self.v0_norm = float(np.linalg.norm(self.V0)) or 1.0
         self.checkpoints = set(kernel_checkpoints(steps))
         self.t = 0
         self.K0: np.ndarray | None = None
-        self.A: np.ndarray | None = None
-        self.D: np.ndarray | None = None
-        self.D0: np.ndarray | None = None
-        self.E = np.zeros_like(Y)
+        self.F: np.ndarray | None = None  # outputs at the current parameters (None: recompute)
+        self.E = np.zeros_like(self.Y)
+
+    def _pass(self, step: float | None = None) -> None:
+        """The compiled pass: activations (and ReLU activity) at the current parameters, or, with ``step``, one GD
+        step first (fused engine only); sets ``F`` with one output."""
+        net = self.net
+        kw: dict[str, Any] = {}
+        if step is not None:
+            e = self.E[:, 0]
+            np.multiply(self.XT, e, out=self.EX[:-1])
+            self.EX[-1] = e
+            kw.update(EX=self.EX, e=e, lr=step, train_w=True, train_v=self.last, train_b=net.train_bias)
+        counting = self.relu and self.D0 is not None
+        if counting:
+            kw.update(D0=self.D0, cpart=self.cpart, flips=self.flips)
+        v = net.V[0] if net.out == 1 else np.zeros(net.width, dtype=net.dtype)
+        _kernels.gd_pass(self.XT, net.W, v, net.b, self.At, self.Dt, self.fpart, self.code, **kw)
+        if self.relu and not counting:  # the activity pattern at initialization, against which flips count
+            self.D0 = self.Dt > 0
+            self.cpart[:] = 0.0
+            self.cpart[0] = self.D0.sum(axis=0)
+            self.flips[:] = 0
+        self.F = self.fpart.sum(axis=0)[:, None] if net.out == 1 else None
 
     @np.errstate(over="ignore", invalid="ignore")
     def evaluate(self) -> dict[str, float]:
         net = self.net
-        if self.first or self.A is None:
-            self.A, self.D = net._forward(self.X)
-        F = self.A @ net.V.T
-        self.E = F - self.Y
-        sq = float(np.sum(self.E.astype(np.float64) ** 2))
+        if self.F is None:
+            if self.first or self.t == 0:
+                self._pass()
+            if self.F is None:
+                self.F = (self.At.T @ net.V.T).astype(np.float64)
+        self.E = self.F - self.Y
+        sq = float(np.vdot(self.E, self.E))
         values: dict[str, float] = {"loss": 0.5 * sq,
                                     "relative_loss": sq / self.y_norm2 if self.y_norm2 > 0 else math.nan}
-        if net.activation == "relu":
-            on = self.D > 0
-            counts = on.sum(axis=1)
-            if self.D0 is None:
-                self.D0 = on
+        if self.relu:
+            counts = self.cpart.sum(axis=0)
             values.update(active_mean=float(counts.mean()), active_max=float(counts.max()),
-                          flips=int(np.count_nonzero(on != self.D0)))
+                          flips=int(self.flips.sum()))
         else:
             values.update(active_mean=math.nan, active_max=math.nan, flips=0)
         dW = net.W - self.W0
-        values["movement_w"] = float(np.sqrt(np.einsum("ij,ij->i", dW, dW).max()))
+        rows = np.einsum("ij,ij->i", dW, dW)
+        dV = net.V - self.V0
+        values["movement_w"] = math.sqrt(rows.max())
         values["movement_b"] = float(np.abs(net.b - self.b0).max())
-        values["movement_W"] = float(np.linalg.norm(dW)) / self.w0_norm
-        values["movement_V"] = float(np.linalg.norm(net.V - self.V0)) / self.v0_norm
+        values["movement_W"] = math.sqrt(rows.sum()) / self.w0_norm
+        values["movement_V"] = math.sqrt(np.vdot(dV, dV)) / self.v0_norm
         if self.t in self.checkpoints and math.isfinite(sq):
             K = net.ntk(self.X)
             if self.K0 is None:
@@ -482,34 +462,31 @@ class _TwoLayerEngine:
         net = self.net
         for saved, current in zip(self.prev, (net.W, net.V, net.b), strict=True):
             np.copyto(saved, current)
-        if self.first and net.out == 1:
-            # G = (e vᵀ) ⊙ D is never formed: ∇W = v ⊙ Dᵀ(e ∘ X) and ∇b = −v ⊙ Dᵀe in one product with [e ∘ X, e]
-            e = self.E[:, 0]
-            rX = np.empty((self.X.shape[0], self.X.shape[1] + 1), dtype=self.X.dtype)
-            np.multiply(self.X, e[:, None], out=rX[:, :-1])
-            rX[:, -1] = e
-            g = self.D.T @ rX
-            g *= (lr * net.V[0])[:, None]
-            net.W -= g[:, :-1]
-            if net.train_bias:
-                net.b += g[:, -1]
-        elif self.first:
-            G = self.E @ net.V
-            G *= self.D
-            net.W -= lr * (G.T @ self.X)
-            if net.train_bias:
-                net.b += lr * G.sum(axis=0)
-        if self.last:
-            net.V -= lr * (self.E.T @ self.A)
+        if self.fused:
+            self._pass(lr)  # the update and the forward pass at the new parameters
+        else:
+            A = self.At.T
+            if self.first:
+                G = self.E @ net.V.astype(np.float64)
+                G *= self.Dt.T
+                gW = G.T @ self.XT.T
+                gb = G.sum(axis=0)
+            if self.last:
+                net.V -= lr * (self.E.T.astype(A.dtype) @ A)
+            if self.first:
+                net.W -= lr * gW
+                if net.train_bias:
+                    net.b += lr * gb
+            self.F = None
         self.t += 1
 
     def revert(self) -> None:
         for saved, current in zip(self.prev, (self.net.W, self.net.V, self.net.b), strict=True):
             np.copyto(current, saved)
+        self.F = None
 
     def close(self) -> None:
         pass
 
     def restart(self, W: np.ndarray, b: np.ndarray) -> None:
         raise ValueError("resume: checkpointed training is available for ShallowReLU networks only")
-
