@@ -71,6 +71,7 @@ def targets(quick: bool) -> None:
         stage_rows.append([bias, lr, *(_ms(hk, s) for s in STAGES),
                            float(np.nanmedian(stats["due"][1:])), float(np.nanmedian(stats["updated"][1:])),
                            float(np.nanmedian(stats["reexamined"][1:])), float(np.nanmedian(stats["crossings"][1:])),
+                           float(np.nanmedian(stats["exact_pairs"][1:])),
                            float(np.nanmax(stats["drift"])) if np.isfinite(stats["drift"]).any() else float("nan"),
                            hk.active_mean[0] * n])
     table(["B", "lr", "width", "n", "kernel (s/step)", "sparse (s/step)", "PyTorch dense (s/step)",
@@ -80,18 +81,19 @@ def targets(quick: bool) -> None:
            "handed over to sparse"], rows)
     print(f"PyTorch end to end = its median step × {steps}; kernel end to end includes set-up.\n")
     table(["B", "lr", *(f"{s.removesuffix('_seconds')} (ms/step)" for s in STAGES), "due neurons/step",
-           "brought up to date/step", "examined/step", "crossings/step", "largest drift", "active pairs t=0"],
+           "brought up to date/step", "examined/step", "crossings/step", "pairs computed exactly/step",
+           "largest drift", "active pairs t=0"],
           stage_rows)
-    print("Stages: the n × n product f ← f − ηH_A e; the certificate checks of the due neurons (levels 0–2: from E "
-          "alone, with X_Aᵀ ΔE, bringing up to date); applying crossings to f, C and H_A; examinations against "
-          "every input; the evaluation (loss, exact movement, resynchronization every "
-          f"{RESYNC_EVERY} steps). Medians over the steps in which this engine ran (it hands over to the sparse "
-          "engine when more than FALLBACK_FRACTION of the neurons are brought up to date at FALLBACK_PATIENCE "
-          "consecutive steps).\n")
+    print("Stages: the n × n product f ← f − ηH_A e; the certificate checks of the due neurons (from the residuals "
+          "alone, with X_Aᵀ ΔE and X_Aᵀ ē and the near pairs exactly, or bringing up to date); applying crossings "
+          "to f, C and H_A; examinations against every input; the evaluation (loss, exact movement, "
+          f"resynchronization every {RESYNC_EVERY} steps). Medians over the steps in which this engine ran (it "
+          "hands over to the sparse engine when more than FALLBACK_FRACTION of the neurons are brought up to date "
+          "at FALLBACK_PATIENCE consecutive steps).\n")
     print("At larger n the fixed part grows as n²: the product reads 8n² bytes of H_A per step and G + 1, H_A and "
           "C = AᵀA take 20n² bytes (2 GB at n = 10 000); the fraction of neurons that need attention per step grows "
-          "about as n² (a neuron's per-step bound ∝ |A_r| ∝ n·p, the density of its margins near the threshold ∝ n) "
-          "and each costs ∝ |A_r|·d.\n")
+          "about as n^1.5 (the speed of a pair ∝ √|A_r|, |A_r| ∝ n·p; the density of its margins near the threshold "
+          "∝ n; see due_fraction) and each costs ∝ |A_r|·d, or ∝ (listed pairs)·d when its pairs crossed.\n")
 
 
 WIDE = """

@@ -46,6 +46,9 @@ from mpi4py import MPI
 
 args = json.loads(sys.argv[1])
 rank = MPI.COMM_WORLD.rank
+from sparsentk import _function_space
+for name, value in args.get("patch", {}).items():  # engine constants of method="kernel" (e.g. its hand-over)
+    setattr(_function_space, name, value)
 X, y = snt.data.sphere(args["n"], args["dim"], teacher="relu", noise=0.0, seed=args["seed"])
 if args["full_net"]:
     net = snt.ShallowReLU(args["dim"], args["width"], args["bias"], seed=args["seed"])
@@ -66,8 +69,10 @@ def callback(t, local, history):
     if rank == 1 and t == args.get("interrupt_at"):
         os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C on this rank only
 
+failures = ("kill_at", "hang_at", "raise_at", "interrupt_at")
 try:
-    result = train_sharded(net, X, y, lr=args["lr"], steps=args["steps"], method=args["method"], callback=callback,
+    result = train_sharded(net, X, y, lr=args["lr"], steps=args["steps"], method=args["method"],
+                           callback=callback if any(k in args for k in failures) else None,
                            checkpoint=args.get("checkpoint"), checkpoint_every=args.get("every", 0),
                            resume=args.get("resume", False), timeout=args.get("timeout"))
 except snt.TrainingInterrupted as err:  # every rank, after the same step
@@ -77,7 +82,7 @@ full = net if args["full_net"] else result.gather(root=0)  # a ShallowReLU is up
 if rank == 0:
     h = result.history
     np.savez(args["out"], loss=h.loss, flips=h.flips, active_mean=h.active_mean, movement_w=h.movement_w,
-             movement_b=h.movement_b, W=full.W, b=full.b, H=H)
+             movement_b=h.movement_b, W=full.W, b=full.b, H=H, **{f"stats_{k}": v for k, v in h.stats.items()})
 '''
 
 
@@ -309,13 +314,87 @@ def sparse_resume():
     np.testing.assert_allclose(resumed.W, scratch.W, rtol=1e-12, atol=1e-14)
 
 
+def auto_kernel():
+    """method="auto" chooses for the whole network as train does: "kernel" where few neurons move per step."""
+    X, y = snt.data.sphere(40, 8, seed=0)
+    sharded = train_sharded(NetworkSpec(8, 4000, 2.0, seed=1), X, y, lr=0.02, steps=3, method="auto",
+                            comm=MPI.COMM_SELF, threads=1)
+    single = snt.train(snt.ShallowReLU(8, 4000, 2.0, seed=1), X, y, lr=0.02, steps=3, method="auto")
+    assert sharded.history.method == single.method == "kernel"
+    np.testing.assert_allclose(sharded.history.loss, single.loss, rtol=1e-12, atol=0)
+
+
 globals()[sys.argv[1]]()
 '''
 
 
-@pytest.mark.parametrize("case", ["refused", "sparse_resume"])
+@pytest.mark.parametrize("case", ["refused", "sparse_resume", "auto_kernel"])
 def test_one_rank_checkpoints(case, tmp_path):
     script = tmp_path / "one_rank.py"
     script.write_text(ONE_RANK)
     proc, _ = launch(0, [str(script), case, str(tmp_path / "ckpt")])
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# --- method="kernel" (exact GD in function space): each rank holds the partial H_A and C of its neurons --------
+#: "kernel": this engine throughout (crossings at every step); "fallback": every step with a neuron brought up to
+#: date counts as busy, so it hands over to the sparse engine after four (on every rank at the same step).
+KERNEL_CASES = {"kernel": {"FALLBACK_FRACTION": 1.1}, "fallback": {"FALLBACK_FRACTION": 0.0, "FALLBACK_PATIENCE": 4}}
+
+
+def _single_kernel(patch, steps=STEPS):
+    X, y = snt.data.sphere(N, DIM, teacher="relu", noise=0.0, seed=SEED)
+    net = snt.ShallowReLU(DIM, WIDTH, BIAS, seed=SEED)
+    with pytest.MonkeyPatch.context() as mp:
+        from sparsentk import _function_space
+
+        for name, value in patch.items():
+            mp.setattr(_function_space, name, value)
+        history = snt.train(net, X, y, lr=LR, steps=steps, method="kernel")
+    return history, net
+
+
+@pytest.mark.parametrize("case", sorted(KERNEL_CASES))
+def test_two_ranks_kernel_equal_single_process_kernel_and_dense(case, single, driver, tmp_path):
+    patch = KERNEL_CASES[case]
+    history, net = _single_kernel(patch)
+    proc, _ = run_driver(driver, tmp_path / "kernel.npz", method="kernel", patch=patch)
+    assert proc.returncode == 0, proc.stderr
+    run = np.load(tmp_path / "kernel.npz")
+    fallback = run["stats_fallback"]
+    if case == "kernel":
+        assert fallback.max() == 0 and np.nansum(run["stats_crossings"]) > 100  # pairs cross, no hand-over
+    else:
+        assert fallback[1] == 0 and fallback[-1] == 1  # handed over mid-run
+    np.testing.assert_array_equal(fallback, history.stats["fallback"])
+    np.testing.assert_allclose(run["loss"], history.loss, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(run["W"], net.W, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(run["b"], net.b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(run["flips"], history.flips)
+    np.testing.assert_array_equal(run["active_mean"], history.active_mean)
+    np.testing.assert_allclose(run["movement_w"], history.movement_w, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(run["movement_b"], history.movement_b, rtol=1e-12, atol=1e-15)
+    # and dense GD (the kernel method's own exactness standard, tests/test_function_space.py)
+    dense_history, dense = single["dense"]
+    assert dense_history.flips[-1] > 0
+    np.testing.assert_allclose(run["loss"], dense_history.loss, rtol=1e-9, atol=0)
+    np.testing.assert_array_equal(run["flips"], dense_history.flips)
+    np.testing.assert_allclose(run["W"], dense.W, rtol=1e-8, atol=1e-10)
+
+
+def test_kernel_checkpoint_of_one_process_resumes_on_two_ranks(driver, tmp_path):
+    patch = KERNEL_CASES["kernel"]
+    folder = str(tmp_path / "checkpoints")
+    proc, _ = run_driver(driver, tmp_path / "first.npz", ranks=0, method="kernel", patch=patch, steps=20,
+                         checkpoint=folder, every=10)
+    assert proc.returncode == 0, proc.stderr
+    proc, _ = run_driver(driver, tmp_path / "resumed.npz", method="kernel", patch=patch, checkpoint=folder,
+                         resume=True)
+    assert proc.returncode == 0, proc.stderr
+    history, net = _single_kernel(patch)
+    run = np.load(tmp_path / "resumed.npz")
+    assert run["flips"][-1] > run["flips"][20] > 0
+    np.testing.assert_allclose(run["loss"], history.loss, rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(run["flips"], history.flips)
+    np.testing.assert_allclose(run["movement_w"], history.movement_w, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(run["W"], net.W, rtol=1e-12, atol=1e-14)

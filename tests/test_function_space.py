@@ -258,12 +258,6 @@ def test_auto_rule_picks_kernel_when_few_neurons_move_per_step():
     assert not _function_space.prefers_kernel(10**6, 128, 2**30, 0.0062, 0.0)  # 20 TB of n × n arrays
 
 
-def test_sharded_networks_are_refused():
-    X, y = crossing_problem()
-    with pytest.raises(ValueError, match="method"):
-        _function_space.KernelEngine(snt.ShallowReLU(5, 10, seed=0), X, y, shard=object())
-
-
 def test_convergence_width_axis_puts_each_slope_beside_its_own_kernel():
     from sparsentk.experiments.convergence import convergence_study
 
@@ -322,3 +316,18 @@ def test_reexaminations_and_compaction_keep_the_dense_trajectory(monkeypatch):
     assert hd.active_mean[-1] > 4 * hd.active_mean[0]
     assert np.nansum(hk.stats["reexamined"][1:]) > 0 and compactions
     assert_same(dense, kernel, hd, hk)
+
+
+def test_long_run_through_many_references_and_resyncs_stays_exact(monkeypatch):
+    """Past the ring of reference residuals (certificates that expire, deviation clocks of old references, the
+    movement's speed records) and several resynchronizations: still the dense trajectory."""
+    monkeypatch.setattr(_function_space, "RING", 3)
+    monkeypatch.setattr(_function_space, "REFRESH_EVERY", 2)
+    monkeypatch.setattr(_function_space, "RESYNC_EVERY", 25)
+    monkeypatch.setattr(_function_space, "FALLBACK_FRACTION", 1.1)  # this engine throughout
+    X, y = crossing_problem()
+    for bias, lr in ((1.5, 1.0), (0.5, 0.2)):
+        dense, kernel, hd, hk = run_both(X, y, 1000, bias, lr, steps=120, seed=3)
+        assert hk.steps == 120 and np.nansum(hk.stats["crossings"]) > 0
+        assert np.nansum(hk.stats["renewed"]) > 0 and np.isfinite(hk.stats["drift"]).sum() == 4
+        assert_same(dense, kernel, hd, hk)

@@ -8,8 +8,8 @@ Pool layout (shared with ``sparsentk._sparse_kernels``, whose examination loops 
 this step, 2: left it).
 
 Every loop over neurons takes contiguous ranges ``bounds`` (one per part); the only writes shared between neurons
-(``C``, ``H``, ``f``) happen in the serial :func:`apply_crossings`, in neuron order, so the results do not depend
-on the thread count.
+(``C``, ``H``, ``f``) happen in :func:`apply_crossings`: integer counts per owned row range, then f serially in
+neuron order, so the results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -18,21 +18,34 @@ import numba
 import numpy as np
 
 INF = np.inf
-#: Largest active set whose ‖X_A‖_op is bounded by Gershgorin's theorem on G_AA (|A|² lookups); Frobenius above.
-GERSHGORIN_MAX = 48
+#: Largest active set whose ‖X_A‖_op is bounded by Gershgorin's theorem on G_AA (|A|² lookups of an n × n array
+#: that does not stay in cache); Frobenius above.
+GERSHGORIN_MAX = 4
 #: Dot products may be reassociated (vectorized), as in ``sparsentk._sparse_kernels``: results agree up to rounding.
 _FAST = {"reassoc", "contract"}
 
 
+@numba.njit(inline="always")
+def _is_due(r, Dt, DV, ep, T, V, epoch, ring):  # pragma: no cover - compiled
+    """Neuron r's certificate has run out at iterate T: its step deadline, its deviation-clock deadline, or its
+    reference residual has left the ring."""
+    if Dt[r] <= T or ep[r] <= epoch - ring:
+        return True
+    return V[ep[r] % ring] >= DV[r]
+
+
 @numba.njit(parallel=True, cache=True)
-def due_neurons(D, S, parts):  # pragma: no cover - compiled
-    """The neurons (sorted) whose deadline ``D[r]`` has been reached by the certified path length ``S``."""
-    m = D.shape[0]
+def due_neurons(Dt, DV, ep, T, V, epoch, parts):  # pragma: no cover - compiled
+    """The neurons (sorted) whose certificate has run out at iterate ``T`` (see :func:`_certify`): ``Dt[r] ≤ T``,
+    or the deviation clock ``V`` of their reference residual (epoch ``ep[r]``, slot ``ep[r] % len(V)``) reached
+    ``DV[r]``, or that reference left the ring (``ep[r] ≤ epoch − len(V)``)."""
+    m = Dt.shape[0]
+    ring = V.shape[0]
     counts = np.zeros(parts, dtype=np.int64)
     for p in numba.prange(parts):
         c = 0
         for r in range(m * p // parts, m * (p + 1) // parts):
-            c += D[r] <= S
+            c += _is_due(r, Dt, DV, ep, T, V, epoch, ring)
         counts[p] = c
     offsets = np.zeros(parts + 1, dtype=np.int64)
     for p in range(parts):
@@ -41,21 +54,22 @@ def due_neurons(D, S, parts):  # pragma: no cover - compiled
     for p in numba.prange(parts):
         o = offsets[p]
         for r in range(m * p // parts, m * (p + 1) // parts):
-            if D[r] <= S:
+            if _is_due(r, Dt, DV, ep, T, V, epoch, ring):
                 out[o] = r
                 o += 1
     return out
 
 
 @numba.njit(inline="always")
-def _anchor(r, lo, na, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, D, S, slack, G1,
+def _anchor(r, lo, na, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, G1,
             changed):  # pragma: no cover - compiled
     r"""Certificate of neuron r at its anchor: nearest margin μ_r (listed pairs exactly, the others through the last
     examination's τ₂ less the movement since), σ_r = ``F[r]`` ≥ :math:`\|X_{A_r}\|_{op}` (recomputed when its
     active set ``changed``: the smaller of the Frobenius norm and, for at most ``GERSHGORIN_MAX`` active inputs,
     the Gershgorin bound :math:`\max_i \sum_{k\in A_r}|G_{ik}|` on :math:`\lambda_{\max}(X_{A_r}X_{A_r}^\top)`),
     the per-step rates :math:`K_w = \min(\sum_{A_r}\|x_i\|, \sigma_r\sqrt{|A_r|})` (weights) and
-    :math:`K_r = |A_r| + \max_j\|x_j\| K_w` (pre-activations), and the deadline D_r in units of S."""
+    :math:`K_r = |A_r| + \max_j\|x_j\| K_w` (pre-activations, per unit of :math:`c\|\cdot\|_\infty` of the
+    residuals), and the anchor's cumulative residuals ``eref``."""
     near = tau2[r] - moved2[r]
     for q in range(lo, lo + nl):
         z = abs(zref[q]) - slop[r]
@@ -83,10 +97,6 @@ def _anchor(r, lo, na, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, 
     mu[r] = near
     Kw[r] = min(sx, F[r] * np.sqrt(na))
     K[r] = na + xmax * Kw[r]
-    if K[r] > 0:
-        D[r] = S + (near - slack) / K[r]
-    else:
-        D[r] = INF  # no active pair: no gradient, the neuron never moves
 
 
 @numba.njit(inline="always", fastmath=_FAST)
@@ -116,19 +126,152 @@ def _keep_undo(k, lo, na, idx, eref, E_prev, X, wsave, bsave, coef, u, undo_W, u
     undo_b[k] = bsave + coef * ub
 
 
-@numba.njit(fastmath=_FAST, cache=True)
-def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, cs, start, n_act, n_listed, idx, init, zref, eref,
-                crossed, mu, K, Kw, F, D, tau2, moved2, slop, dist, Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W,
-                undo_b, level, ncross, counters, G1):  # pragma: no cover - compiled
+@numba.njit(inline="always", fastmath=_FAST)
+def _certify(r, lo, na, nl, idx, zref, eref, E, ebar, ar, cs, X, xnorm, xmax, tau2, moved2, F, slack, theta, horizon,
+             vbuf, ubuf, cast, m_buf, v_buf):  # pragma: no cover - compiled
+    r"""Certificate of neuron r at the current iterate T from its anchor :math:`s_r` and the reference residual
+    :math:`\bar e`, without its weights. For a pair (r, j), with :math:`\Delta E = (E(T) - E(s_r))_{A_r}`,
+    :math:`v = X_{A_r}^\top\Delta E` and :math:`u = X_{A_r}^\top \bar e_{A_r}`,
+
+    .. math::
+
+        z_{rj}(T) = z_{rj}(s_r) - c\,a_r (\mathbf 1^\top\Delta E + x_j\cdot v), \qquad
+        z_{rj}(T+k) = z_{rj}(T) - k\,c\,a_r \underbrace{(\mathbf 1^\top\bar e_{A_r} + x_j\cdot u)}_{g_j}
+        - c\,a_r \sum_{i\in A_r} \Big(\sum_{T\le u'<T+k} (e_i(u') - \bar e_i)\Big)(x_i\cdot x_j + 1),
+
+    the last term at most :math:`K_r (V(T+k) - V(T))` with the deviation clock
+    :math:`V = \sum_{u'} c\|e(u') - \bar e\|_\infty`. First from the residuals alone (:math:`\|v\| \le
+    \sigma_r\|\Delta E\|`, :math:`\|u\| \le \sigma_r\|\bar e_{A_r}\|`); when a listed pair is near the threshold
+    (its bounded distance allows fewer than ``horizon`` steps at its bounded speed), v and u are computed (|A_r|
+    rows of X) and the near pairs get their exact pre-activation and velocity :math:`g_j`. The others, and the
+    inputs not listed (margin τ₂ less the movement), use the norm bounds :math:`|z_{rj}(T) - z_{rj}(s_r)| \le
+    c(|\mathbf 1^\top\Delta E| + \|v\|\,\|x_j\|)`, :math:`|g_j| \le |\mathbf 1^\top\bar e_{A_r}| + \|u\|\,\|x_j\|`.
+    With margins m and approach speeds v per step, the neuron is safe at T + k while
+    :math:`v k \le m - \text{slack} - \mu_V` for every pair and :math:`K_r(V(T+k) - V(T)) < \mu_V`,
+    :math:`\mu_V = \theta(\min m - \text{slack})`.
+
+    Returns (status, k*, μ_V, exact pairs): status 0 certified for k ≤ k*; 1 a listed pair crossed or lies within
+    the slack (its weights decide); 2 the examination's margin has run out."""
+    beta = 0.0
+    s2 = 0.0
+    eb = 0.0
+    es2 = 0.0
+    for q in range(lo, lo + na):
+        i = idx[q]
+        d_ = E[i] - eref[q]
+        e_ = ebar[i]
+        beta += d_
+        s2 += d_ * d_
+        eb += e_
+        es2 += e_ * e_
+    qd = F[r] * np.sqrt(s2)
+    qv = F[r] * np.sqrt(es2)
     d = X.shape[1]
+    car = cs * ar
+    exact = 0
+    for stage in range(2):
+        if stage == 1:  # v and u from |A_r| rows of X: exact norms, and exact near pairs
+            for k in range(d):
+                vbuf[k] = 0.0
+                ubuf[k] = 0.0
+            for q in range(lo, lo + na):
+                i = idx[q]
+                cast[0] = E[i] - eref[q]
+                cast[1] = ebar[i]
+                d_ = cast[0]
+                e_ = cast[1]
+                for k in range(d):
+                    vbuf[k] += d_ * X[i, k]
+                    ubuf[k] += e_ * X[i, k]
+            vv = 0.0
+            uu = 0.0
+            for k in range(d):
+                vv += np.float64(vbuf[k]) * np.float64(vbuf[k])
+                uu += np.float64(ubuf[k]) * np.float64(ubuf[k])
+            qd = min(qd, np.sqrt(vv))
+            qv = min(qv, np.sqrt(uu))
+        m_un = tau2[r] - moved2[r] - cs * (abs(beta) + qd * xmax)
+        if not m_un > slack:
+            if stage == 0:
+                continue
+            return 2, 0.0, 0.0, exact
+        mu = m_un
+        m_buf[0] = m_un
+        v_buf[0] = cs * (abs(eb) + qv * xmax)
+        nb = 1
+        near = False
+        for q in range(lo, lo + nl):
+            j = idx[q]
+            xj = xnorm[j]
+            low = abs(zref[q]) - cs * (abs(beta) + qd * xj)
+            vb = cs * (abs(eb) + qv * xj)
+            if low - slack >= horizon * vb:  # far: the bounds alone allow `horizon` steps
+                m = low
+                v = vb
+            elif stage == 0:
+                near = True
+                break
+            else:
+                xv = vbuf[0] * 0
+                xu = vbuf[0] * 0
+                for k in range(d):
+                    xv += X[j, k] * vbuf[k]
+                    xu += X[j, k] * ubuf[k]
+                exact += 1
+                z = zref[q] - car * (beta + np.float64(xv))
+                if (z >= 0) != (q < lo + na) or not abs(z) > slack:
+                    return 1, 0.0, 0.0, exact
+                m = abs(z)
+                g = eb + np.float64(xu)
+                v = car * g if z > 0 else -car * g  # z moves by −c a_r g per step: toward 0 when v > 0
+            if m < mu:
+                mu = m
+            m_buf[nb] = m
+            v_buf[nb] = v
+            nb += 1
+        if near:
+            continue
+        muV = theta * (mu - slack)
+        kstar = INF
+        for s in range(nb):
+            if v_buf[s] > 0:
+                k = (m_buf[s] - slack - muV) / v_buf[s]
+                if k < kstar:
+                    kstar = k
+        return 0, kstar, muV, exact
+    return 2, 0.0, 0.0, exact  # not reached
+
+
+@numba.njit(inline="always")
+def _renew(r, kstar, muV, K, T, Vnow, epoch, Dt, DV, ep):  # pragma: no cover - compiled
+    """Deadlines of a certified neuron: due at iterate ``T + ⌊k*⌋ + 1``, or when its deviation clock has grown by
+    μ_V / K_r since now, or when the reference residual of ``epoch`` leaves the ring."""
+    Dt[r] = T + 1.0 + np.floor(min(kstar, 1e15))
+    DV[r] = Vnow + muV / K[r] if K[r] > 0 else INF
+    ep[r] = epoch
+
+
+@numba.njit(fastmath=_FAST, cache=True)
+def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, n_act, n_listed, idx, init, zref,
+                eref, crossed, mu, K, Kw, F, Dt, DV, ep, T, Vnow, epoch, theta, horizon, tau2, moved2, slop, dist,
+                Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross, counters,
+                G1):  # pragma: no cover - compiled
+    d = X.shape[1]
+    n = X.shape[0]
     v = np.empty(d, dtype=W.dtype)  # the network's dtype: float32 networks gather and add in float32
     u = np.empty(d)
     wn = np.empty(d, dtype=W.dtype)
     wsave = np.empty(d)
     cast = np.empty(1, dtype=W.dtype)
-    n0 = n1 = n2 = n3 = n_part = 0
+    vbuf = np.empty(d, dtype=X.dtype)  # the certificate's dot products in the network's dtype (its slack covers them)
+    ubuf = np.empty(d, dtype=X.dtype)
+    cast2 = np.empty(2, dtype=X.dtype)
+    m_buf = np.empty(n + 1)
+    v_buf = np.empty(n + 1)
+    n0 = n1 = n2 = n3 = 0
     crossings = 0
     nonfinite = 0
+    exact_pairs = 0
     for k in range(bounds[p], bounds[p + 1]):
         r = due[k]
         lo = start[r]
@@ -136,43 +279,38 @@ def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, cs, start, n_act,
         nl = n_listed[r]
         level[k] = 0
         ncross[k] = 0
-        if na == 0:
-            D[r] = INF
+        if na == 0:  # no active pair: no gradient, the neuron never moves
+            Dt[r] = INF
+            DV[r] = INF
+            ep[r] = epoch
             continue
-        # level 0: the exact bias movement and the norm of the residual increments, from E alone
-        beta = 0.0
-        s2 = 0.0
-        for q in range(lo, lo + na):
-            de = E[idx[q]] - eref[q]
-            beta += de
-            s2 += de * de
-        move = cs * (abs(beta) + F[r] * np.sqrt(s2) * xmax)
-        if move + slack < mu[r]:
-            D[r] = S + (mu[r] - move - slack) / K[r]
-            n0 += 1
-            continue
-        # level 1: the exact displacement v = X_Aᵀ ΔE
+        ar = np.float64(a[r])
+        if slop[r] == 0.0:  # the listed pre-activations at the anchor are exact: certify without the weights
+            status, kstar, muV, ex = _certify(r, lo, na, nl, idx, zref, eref, E, ebar, ar, cs, X, xnorm, xmax, tau2,
+                                              moved2, F, slack, theta, horizon, vbuf, ubuf, cast2, m_buf, v_buf)
+            exact_pairs += ex
+            if status == 0:
+                _renew(r, kstar, muV, K, T, Vnow, epoch, Dt, DV, ep)
+                if ex:
+                    n1 += 1
+                else:
+                    n0 += 1
+                continue
+        # level 2: bring the neuron up to date, w_r ← w_r(s_r) − c a_r X_Aᵀ ΔE, b_r ← b_r(s_r) + c a_r 1ᵀΔE. The
+        # row at the previous iterate is kept (``undo_W``) when the neuron's active set changes at this step or it
+        # is examined; otherwise a revert finds it from the new anchor.
         for j in range(d):
             v[j] = 0.0
+        beta = 0.0
         for q in range(lo, lo + na):
             i = idx[q]
-            cast[0] = E[i] - eref[q]
+            de64 = E[i] - eref[q]
+            beta += de64
+            cast[0] = de64
             de = cast[0]
             for j in range(d):
                 v[j] += de * X[i, j]
-        vv = 0.0
-        for j in range(d):
-            vv += np.float64(v[j]) * np.float64(v[j])
-        move = cs * (abs(beta) + np.sqrt(vv) * xmax)
-        if move + slack < mu[r]:
-            D[r] = S + (mu[r] - move - slack) / K[r]
-            n1 += 1
-            level[k] = 1
-            continue
-        # level 2: bring the neuron up to date. The row at the previous iterate is kept (``undo_W``) when the
-        # neuron's active set changes at this step or its row overflows; otherwise a revert finds it from the new
-        # anchor.
-        coef = cs * np.float64(a[r])
+        coef = cs * ar
         step2 = 0.0
         dd = 0.0
         for j in range(d):
@@ -206,42 +344,21 @@ def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, cs, start, n_act,
             n3 += 1
             continue
         n2 += 1
-        # the listed pairs that may have crossed: |zref| − slop ≤ movement (zref of a pair last computed exactly
-        # is kept inflated by the neuron's slop at that time, with the sign of its state, so |zref| − slop bounds
-        # every listed margin and the sign partitions the slot)
-        newslop = slop[r] + move
-        reach = newslop + slack
-        full = newslop > 0.5 * tau2[r]
-        front = lo + na
+        # pre-activations of every listed pair, from the weights (the slop is reset): the crossings are decided
+        # there, as dense GD decides them
         nc = 0
-        if not full:
-            for q in range(lo, lo + nl):
-                if abs(zref[q]) <= reach:
-                    i = idx[q]
-                    zd = v[0] * 0
-                    for j in range(d):
-                        zd += X[i, j] * wn[j]
-                    z = np.float64(zd) - bnew
-                    on = z >= 0
-                    was = q < lo + na
-                    if on != was:
-                        crossed[q] = 1 if on else 2
-                        nc += 1
-                    zref[q] = z + newslop if on else z - newslop
-            n_part += 1
-        else:  # pre-activations of every listed pair (the slop is reset)
-            newslop = 0.0
-            for q in range(lo, lo + nl):
-                i = idx[q]
-                zd = v[0] * 0
-                for j in range(d):
-                    zd += X[i, j] * wn[j]
-                z = np.float64(zd) - bnew
-                on = z >= 0
-                was = q < lo + na
-                crossed[q] = 0 if on == was else (1 if on else 2)
-                nc += on != was
-                zref[q] = z
+        for q in range(lo, lo + nl):
+            i = idx[q]
+            zd = v[0] * 0
+            for j in range(d):
+                zd += X[i, j] * wn[j]
+            z = np.float64(zd) - bnew
+            on = z >= 0
+            was = q < lo + na
+            crossed[q] = 0 if on == was else (1 if on else 2)
+            nc += on != was
+            zref[q] = z
+        front = lo + na
         if nc > 0:  # the active set changes: keep the previous row (slot still aligned), then active pairs first
             if level[k] != 4:
                 _keep_undo(k, lo, na, idx, eref, E_prev, X, wsave, bold, coef, u, undo_W, undo_b)
@@ -254,62 +371,73 @@ def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, cs, start, n_act,
                     zref[q], zref[front] = zref[front], zref[q]
                     crossed[q], crossed[front] = crossed[front], crossed[q]
                     front += 1
-        slop[r] = newslop
+        slop[r] = 0.0
         n_act[r] = front - lo
         ncross[k] = nc
         crossings += nc
-        _anchor(r, lo, front - lo, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, D, S,
-                slack, G1, nc > 0)
+        _anchor(r, lo, front - lo, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, G1, nc > 0)
+        if front == lo:
+            Dt[r] = INF
+            DV[r] = INF
+            ep[r] = epoch
+            continue
+        status, kstar, muV, ex = _certify(r, lo, front - lo, nl, idx, zref, eref, E, ebar, ar, cs, X, xnorm, xmax,
+                                          tau2, moved2, F, slack, theta, horizon, vbuf, ubuf, cast2, m_buf, v_buf)
+        exact_pairs += ex
+        if status == 0:
+            _renew(r, kstar, muV, K, T, Vnow, epoch, Dt, DV, ep)
+        else:  # a pair within the slack of its threshold: decided from the weights again at the next iterate
+            Dt[r] = T + 1.0
     counters[p, 0] = n0
     counters[p, 1] = n1
     counters[p, 2] = n2
     counters[p, 3] = n3
     counters[p, 4] = crossings
     counters[p, 5] = nonfinite
-    counters[p, 6] = n_part
+    counters[p, 6] = exact_pairs
 
 
 @numba.njit(parallel=True, fastmath=_FAST, cache=True)
-def check_neurons(due, bounds, X, W, b, W0, b0, a, E, E_prev, cs, start, n_act, n_listed, idx, init, zref, eref,
-                  crossed, mu, K, Kw, F, D, tau2, moved2, slop, dist, Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W,
-                  undo_b, level, ncross, counters, G1):  # pragma: no cover - compiled
-    r"""Attend to the ``due`` neurons at the new iterate :math:`t+1` (``E`` = :math:`E(t+1)`, ``S`` = S(t+1)).
+def check_neurons(due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, n_act, n_listed, idx, init, zref,
+                  eref, crossed, mu, K, Kw, F, Dt, DV, ep, T, Vnow, epoch, theta, horizon, tau2, moved2, slop, dist,
+                  Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross, counters,
+                  G1):  # pragma: no cover - compiled
+    r"""Attend to the ``due`` neurons at the new iterate T (``E`` = :math:`E(T)`, ``S`` = S(T), ``ebar`` the
+    reference residual of ``epoch`` and ``Vnow`` its deviation clock at T).
 
-    With :math:`\Delta E = E(t+1) - E(s_r)` over :math:`A_r` (:math:`s_r` the anchor), the pre-activations moved by
-    :math:`z_{rj}(t+1) - z_{rj}(s_r) = -c\,a_r(\beta + x_j\cdot v)`, :math:`\beta = \sum_{A_r}\Delta E_i`,
-    :math:`v = X_{A_r}^\top \Delta E`, :math:`c = \eta m^{-1/2}`, so no pair has crossed while
-    :math:`c(|\beta| + \|v\|\max\|x\|) < \mu_r`. Level 0 bounds :math:`\|v\| \le \sigma_r\|\Delta E\|` from
-    ``E`` alone; level 1 computes v; either renews the deadline
-    :math:`D_r = S + (\mu_r - \text{movement} - \text{slack})/K_r`. Otherwise (level 2) the weights are brought up
-    to date, :math:`w_r \leftarrow w_r(s_r) - c\,a_r v`, :math:`b_r \leftarrow b_r(s_r) + c\,a_r\beta`, the listed
-    pairs within reach of the movement are recomputed; when one crossed, every listed pair is recomputed and the
-    crossings are flagged (``crossed``); the neuron is anchored at :math:`t+1` (``level`` 2, or 4 when its row at
-    the previous iterate was kept in ``undo_W``). Level 3: the certificate of its last examination ran out (examined
-    by the caller after the weights are brought up to date; row kept).
-    ``counters[p]`` = (level 0, level 1, level 2, level 3, crossings, non-finite, level 2 without a full
-    recomputation).
+    A neuron whose listed pre-activations at its anchor are exact (``slop`` 0) is certified again
+    (:func:`_certify`): ``level`` 0, without its weights. Otherwise — a listed pair crossed or lies
+    within the slack, the examination's margin ran out, or the anchor is inexact — its weights are brought up to
+    date (level 2), :math:`w_r \leftarrow w_r(s_r) - c\,a_r X_{A_r}^\top\Delta E`,
+    :math:`b_r \leftarrow b_r(s_r) + c\,a_r \mathbf 1^\top\Delta E`, every listed pair is recomputed from them and
+    the crossings flagged (``crossed``); the neuron is anchored at T (``level`` 2, or 4 when its row at the previous
+    iterate was kept in ``undo_W``) and certified there. Level 3: the certificate of its last examination ran out
+    (examined by the caller; row kept). ``counters[p]`` = (certified by the bounds alone, certified with exact
+    pairs, level 2, level 3, crossings, non-finite, pairs computed exactly).
     """
     parts = bounds.shape[0] - 1
     for p in numba.prange(parts):
-        _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, cs, start, n_act, n_listed, idx, init, zref, eref,
-                    crossed, mu, K, Kw, F, D, tau2, moved2, slop, dist, Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W,
-                    undo_b, level, ncross, counters, G1)
+        _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, n_act, n_listed, idx, init,
+                    zref, eref, crossed, mu, K, Kw, F, Dt, DV, ep, T, Vnow, epoch, theta, horizon, tau2, moved2,
+                    slop, dist, Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross, counters, G1)
 
 
 @numba.njit(inline="always")
-def _touch(i, k, delta, C, H, Gp1, inv_m):  # pragma: no cover - compiled
-    C[i, k] += delta
-    h = Gp1[i, k] * C[i, k] * inv_m
-    H[i, k] = h
-    if i != k:
+def _touch(i, k, delta, C, H, Gp1, inv_m, rlo, rhi):  # pragma: no cover - compiled
+    """Add ``delta`` to :math:`C_{ik}` and :math:`C_{ki}` and recompute those entries of H, for the rows
+    ``rlo … rhi`` only (the rows a part owns)."""
+    if rlo <= i < rhi:
+        C[i, k] += delta
+        H[i, k] = Gp1[i, k] * C[i, k] * inv_m
+    if i != k and rlo <= k < rhi:
         C[k, i] += delta
-        H[k, i] = h
+        H[k, i] = Gp1[k, i] * C[k, i] * inv_m
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def apply_crossings(neurons, start, n_act, n_listed, idx, init, zref, slop, crossed, a, extra_start, extra_count,
-                    extra_idx, extra_z, extra_init, Gp1, C, H, f, inv_sqrt_m, inv_m,
-                    flips):  # pragma: no cover - compiled
+                    extra_idx, extra_z, extra_init, Gp1, C, H, f, inv_sqrt_m, inv_m, flips,
+                    parts):  # pragma: no cover - compiled
     r"""Apply the flagged crossings of ``neurons`` (in order) to the outputs, the pattern counts
     :math:`C = A^\top A` and :math:`H_A = (G + 1)\odot C/m` (entries recomputed from C, so H stays exact).
 
@@ -317,59 +445,73 @@ def apply_crossings(neurons, start, n_act, n_listed, idx, init, zref, slop, cros
     the neuron's ``extra`` leaves (``extra_start[u]``, ``extra_count[u]`` for ``neurons[u]``). Leaving Q and then
     entering P one pair at a time changes C by :math:`-\mathbf 1_Q`-terms and :math:`+\mathbf 1_P`-terms against
     the current set. The output of input j changes by :math:`\pm m^{-1/2} a_r z_{rj}(t+1)` (the linear step
-    counted an active pair's new pre-activation, or none for an inactive one). Returns the new flip count and
-    clears the flags.
+    counted an active pair's new pre-activation, or none for an inactive one). C and H are updated in parallel,
+    each part owning a range of rows (integer counts, H recomputed from them: the result does not depend on the
+    number of ``parts``); f and the flips serially. Returns the new flip count and clears the flags.
     """
     n = f.shape[0]
-    kept = np.empty(n, dtype=np.int64)
-    plist = np.empty(n, dtype=np.int64)
-    qlist = np.empty(n, dtype=np.int64)
+    for p in numba.prange(parts):
+        rlo = n * p // parts
+        rhi = n * (p + 1) // parts
+        kept = np.empty(n, dtype=np.int64)
+        plist = np.empty(n, dtype=np.int64)
+        qlist = np.empty(n, dtype=np.int64)
+        for u in range(neurons.shape[0]):
+            r = neurons[u]
+            lo = start[r]
+            na = n_act[r]
+            nl = n_listed[r]
+            nk = 0
+            npp = 0
+            nq = 0
+            for q in range(lo, lo + na):
+                if crossed[q] == 1:
+                    plist[npp] = idx[q]
+                    npp += 1
+                else:
+                    kept[nk] = idx[q]
+                    nk += 1
+            for q in range(lo + na, lo + nl):
+                if crossed[q] == 2:
+                    qlist[nq] = idx[q]
+                    nq += 1
+            for s in range(extra_start[u], extra_start[u] + extra_count[u]):
+                qlist[nq] = extra_idx[s]
+                nq += 1
+            # leaves: the set shrinks from K ∪ Q to K
+            for s in range(nq):
+                i = qlist[s]
+                for t in range(nk):
+                    _touch(i, kept[t], -1, C, H, Gp1, inv_m, rlo, rhi)
+                for t in range(s + 1, nq):
+                    _touch(i, qlist[t], -1, C, H, Gp1, inv_m, rlo, rhi)
+                _touch(i, i, -1, C, H, Gp1, inv_m, rlo, rhi)
+            # entries: the set grows from K to K ∪ P
+            for s in range(npp):
+                i = plist[s]
+                for t in range(nk):
+                    _touch(i, kept[t], 1, C, H, Gp1, inv_m, rlo, rhi)
+                for t in range(s):
+                    _touch(i, plist[t], 1, C, H, Gp1, inv_m, rlo, rhi)
+                _touch(i, i, 1, C, H, Gp1, inv_m, rlo, rhi)
     for u in range(neurons.shape[0]):
         r = neurons[u]
         lo = start[r]
         na = n_act[r]
         nl = n_listed[r]
         ar = np.float64(a[r])
-        nk = 0
-        npp = 0
-        nq = 0
         sl = slop[r]  # zref is inflated by the slop, away from zero
         for q in range(lo, lo + na):
             if crossed[q] == 1:
-                plist[npp] = q
-                npp += 1
                 flips += 1 if init[q] == 0 else -1
                 f[idx[q]] += ar * (zref[q] - sl) * inv_sqrt_m
-            else:
-                kept[nk] = idx[q]
-                nk += 1
         for q in range(lo + na, lo + nl):
             if crossed[q] == 2:
-                qlist[nq] = idx[q]
-                nq += 1
                 flips += 1 if init[q] != 0 else -1
                 f[idx[q]] -= ar * (zref[q] + sl) * inv_sqrt_m
         for s in range(extra_start[u], extra_start[u] + extra_count[u]):
-            qlist[nq] = extra_idx[s]
-            nq += 1
             flips += 1 if extra_init[s] != 0 else -1
             f[extra_idx[s]] -= ar * extra_z[s] * inv_sqrt_m
-        # leaves: the set shrinks from K ∪ Q to K
-        for s in range(nq):
-            i = qlist[s]
-            for t in range(nk):
-                _touch(i, kept[t], -1, C, H, Gp1, inv_m)
-            for t in range(s + 1, nq):
-                _touch(i, qlist[t], -1, C, H, Gp1, inv_m)
-            _touch(i, i, -1, C, H, Gp1, inv_m)
-        # entries: the set grows from K to K ∪ P
-        for s in range(npp):
-            i = idx[plist[s]]
-            for t in range(nk):
-                _touch(i, kept[t], 1, C, H, Gp1, inv_m)
-            for t in range(s):
-                _touch(i, idx[plist[t]], 1, C, H, Gp1, inv_m)
-            _touch(i, i, 1, C, H, Gp1, inv_m)
         for q in range(lo, lo + nl):
             crossed[q] = 0
     return flips
@@ -435,9 +577,10 @@ def exam_diff(Z, b, block, u0, old_ptr, old_idx, old_init, start, n_act, idx, cr
 
 @numba.njit(parallel=True, cache=True)
 def anchor_exam(Z, b, block, start, n_act, n_listed, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw,
-                F, D, S, slack, tau2_new, W, W0, b0, dist, Sd, bdist, Sb, G1):  # pragma: no cover - compiled
+                F, Dt, S, tau2_new, W, W0, b0, dist, Sd, bdist, Sb, G1):  # pragma: no cover - compiled
     """Anchor the examined ``block`` at the current iterate: pre-activations of the listed pairs from Z, the
-    certificate (``_anchor``) with a fresh examination margin ``tau2_new``, and the exact distances from t = 0."""
+    rates (``_anchor``) with a fresh examination margin ``tau2_new``, and the exact distances from t = 0. The
+    neurons are due at the next iterate (certified there, once the reference residual is known)."""
     for j in numba.prange(block.shape[0]):
         r = block[j]
         lo = start[r]
@@ -446,8 +589,9 @@ def anchor_exam(Z, b, block, start, n_act, n_listed, idx, zref, eref, E, xnorm, 
         tau2[r] = tau2_new
         moved2[r] = 0.0
         slop[r] = 0.0
-        _anchor(r, lo, n_act[r], n_listed[r], idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, D,
-                S, slack, G1, True)
+        _anchor(r, lo, n_act[r], n_listed[r], idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, G1,
+                True)
+        Dt[r] = -INF
         dd = 0.0
         for k in range(W.shape[1]):
             e0 = np.float64(W[r, k]) - np.float64(W0[r, k])
@@ -472,13 +616,15 @@ def pattern_counts(ptr, idx, by_input_ptr, by_input, n):  # pragma: no cover - c
 
 
 @numba.njit(parallel=True, fastmath=_FAST, cache=True)
-def bring_up_to_date(bounds, X, W, b, a, E, cs, start, n_act, n_listed, idx, zref, eref, mu, K, Kw, F, D, tau2,
-                     moved2, slop, xnorm, xmax, slack, S, f_part, nonfinite):  # pragma: no cover - compiled
+def bring_up_to_date(bounds, X, W, b, a, E, cs, start, n_act, n_listed, idx, zref, eref, mu, K, Kw, F, Dt, tau2,
+                     moved2, slop, xnorm, xmax, slack, S, f_part, nonfinite, listed):  # pragma: no cover - compiled
     r"""Every neuron's parameters at the current iterate,
-    :math:`w_r = w_r(s_r) - c\,a_r X_{A_r}^	op(E - E(s_r))`, :math:`b_r = b_r(s_r) + c\,a_r \sum_{A_r}(E - E(s_r))`,
-    written to W, b (the neuron is re-anchored there: its margin drops by the exact movement since its anchor and
-    its deadline is renewed), and the outputs they give on the tracked active pairs,
-    ``f_part[p]`` = :math:`\sum_r a_r\,\mathrm{relu}(w_r\cdot x_i - b_r)` over part p's neurons."""
+    :math:`w_r = w_r(s_r) - c\,a_r X_{A_r}^\top(E - E(s_r))`, :math:`b_r = b_r(s_r) + c\,a_r \sum_{A_r}(E - E(s_r))`,
+    written to W, b, and the outputs they give on the tracked active pairs,
+    ``f_part[p]`` = :math:`\sum_r a_r\,\mathrm{relu}(w_r\cdot x_i - b_r)` over part p's neurons. The neuron is
+    re-anchored there: with ``listed`` its listed pre-activations are recomputed (the anchor stays exact and its
+    certificate holds); otherwise they are kept, inflated by the movement (``slop``), and the neuron is due
+    (brought up to date from its weights when it is next checked)."""
     parts = bounds.shape[0] - 1
     d = X.shape[1]
     for p in numba.prange(parts):
@@ -513,8 +659,16 @@ def bring_up_to_date(bounds, X, W, b, a, E, cs, start, n_act, n_listed, idx, zre
             for q in range(lo, lo + na):
                 eref[q] = E[idx[q]]
             mu[r] -= move
-            slop[r] += move
-            D[r] = S + (mu[r] - slack) / K[r]
+            if listed:
+                for q in range(lo, lo + n_listed[r]):
+                    i = idx[q]
+                    z = 0.0
+                    for j in range(d):
+                        z += np.float64(X[i, j]) * np.float64(W[r, j])
+                    zref[q] = z - bnew
+            else:
+                slop[r] += move
+                Dt[r] = -INF
             ar = np.float64(a[r])
             for q in range(lo, lo + na):
                 i = idx[q]
@@ -528,25 +682,92 @@ def bring_up_to_date(bounds, X, W, b, a, E, cs, start, n_act, n_listed, idx, zre
 
 
 @numba.njit(parallel=True, fastmath=_FAST, cache=True)
-def movement(X, W, b, W0, b0, a, E, cs, start, n_act, idx, eref, dist, Sd, Kw, bdist, Sb, S, parts):  # pragma: no cover
+def forward_weights(bounds, X, W, b, a, E, cs, start, n_act, idx, eref, f_part, nonfinite):  # pragma: no cover
+    r"""The outputs of every neuron's weights at the current iterate on its tracked active pairs, without changing
+    its anchor: :math:`w_r = w_r(s_r) - c\,a_r X_{A_r}^\top(E - E(s_r))` and
+    :math:`b_r = b_r(s_r) + c\,a_r \sum_{A_r}(E - E(s_r))`, rounded to the network's dtype as
+    :func:`bring_up_to_date` writes them, ``f_part[p]`` = :math:`\sum_r a_r\,\mathrm{relu}(w_r\cdot x_i - b_r)`."""
+    parts = bounds.shape[0] - 1
+    d = X.shape[1]
+    for p in numba.prange(parts):
+        f = f_part[p]
+        f[:] = 0.0
+        v = np.empty(d)
+        wt = np.empty(d, dtype=W.dtype)
+        bt = np.empty(1, dtype=W.dtype)
+        bad = 0
+        for r in range(bounds[p], bounds[p + 1]):
+            lo = start[r]
+            na = n_act[r]
+            if na == 0:
+                continue
+            beta = _displacement(lo, na, idx, E, eref, X, v)
+            coef = cs * np.float64(a[r])
+            for j in range(d):
+                wt[j] = np.float64(W[r, j]) - coef * v[j]
+            bt[0] = np.float64(b[r]) + coef * beta
+            bnew = np.float64(bt[0])
+            if not np.isfinite(bnew):
+                bad += 1
+            ar = np.float64(a[r])
+            for q in range(lo, lo + na):
+                i = idx[q]
+                z = 0.0
+                for j in range(d):
+                    z += np.float64(X[i, j]) * np.float64(wt[j])
+                z -= bnew
+                if z > 0:
+                    f[i] += ar * z
+                elif not np.isfinite(z):
+                    bad += 1
+        nonfinite[p] = bad
+
+
+@numba.njit(inline="always")
+def _widths(r, S, T, V, epoch, ring, Kw, n_act, Sd, Sb, mS, mT, mV, mep, mU, mB):  # pragma: no cover - compiled
+    """How far neuron r's distance from t = 0 (weights, bias) may have moved since it was last computed exactly:
+    ``Kw (S − Sd)`` along the certified path, or, while that computation is the one recorded with the reference
+    residual of epoch ``mep`` (still in the ring), its speed under that reference times the steps plus ``Kw`` times
+    the growth of the deviation clock; the smaller of the two."""
+    ww = Kw[r] * (S - Sd[r])
+    wb = n_act[r] * (S - Sb[r])
+    k = mep[r]
+    if k >= 0 and k > epoch - ring:
+        dV = V[k % ring] - mV[r]
+        if Sd[r] == mS[r]:
+            ww = min(ww, mU[r] * (T - mT[r]) + Kw[r] * dV)
+        if Sb[r] == mS[r]:
+            wb = min(wb, mB[r] * (T - mT[r]) + n_act[r] * dV)
+    return ww, wb
+
+
+@numba.njit(parallel=True, fastmath=_FAST, cache=True)
+def movement(X, W, b, W0, b0, a, E, cs, start, n_act, idx, eref, dist, Sd, Kw, bdist, Sb, S, parts, T, V, epoch, ebar,
+             mS, mT, mV, mep, mU, mB):  # pragma: no cover - compiled
     r""":math:`R_w = \max_r\|w_r(t) - w_r(0)\|` and :math:`R_b = \max_r|b_r(t) - b_r(0)|`, exactly, computing only
     the neurons that could attain them (compiled; ``# pragma: no cover``).
 
     ``dist[r]`` was exact when the path length was ``Sd[r]``; since then the row moved by at most
-    ``Kw[r] (S - Sd[r])`` (:math:`\|\Delta w_r\| \le c\|e\|_\infty \sum_{A_r}\|x_i\|` per step), so the distance
-    lies in ``dist ± Kw (S - Sd)``: only neurons whose upper end reaches the largest lower end are brought to
-    the current iterate (from their anchor, without changing it) and their distance recomputed. Likewise for the
-    biases with rate ``n_act``. Returns (R_w, R_b, neurons whose row was recomputed)."""
+    ``Kw[r] (S - Sd[r])`` (:math:`\|\Delta w_r\| \le c\|e\|_\infty \sum_{A_r}\|x_i\|` per step), or, when that exact
+    value was computed here at iterate ``mT`` with the reference residual :math:`\bar e` of epoch ``mep``, by at
+    most :math:`(T - m_T)\,c\|X_{A_r}^\top\bar e\| + K_w (V(T) - V(m_T))` (the deviation clock of
+    ``sparsentk._function_space``), so the distance lies in ``dist ± width``: only neurons whose upper end reaches
+    the largest lower end are brought to the current iterate ``T`` (from their anchor, without changing it) and
+    their distances recomputed (with the speed under the current reference, epoch ``epoch``, ``ebar``). Likewise
+    for the biases with rates ``n_act`` and :math:`c|\mathbf 1^\top\bar e_{A_r}|`. Returns (R_w, R_b, neurons whose
+    row was recomputed)."""
     m = dist.shape[0]
     d = X.shape[1]
+    ring = V.shape[0]
     lw = np.zeros(parts)
     lb = np.zeros(parts)
     for p in numba.prange(parts):
         bw = 0.0
         bb = 0.0
         for r in range(m * p // parts, m * (p + 1) // parts):
-            bw = max(bw, dist[r] - Kw[r] * (S - Sd[r]))
-            bb = max(bb, bdist[r] - n_act[r] * (S - Sb[r]))
+            ww, wb = _widths(r, S, T, V, epoch, ring, Kw, n_act, Sd, Sb, mS, mT, mV, mep, mU, mB)
+            bw = max(bw, dist[r] - ww)
+            bb = max(bb, bdist[r] - wb)
         lw[p] = bw
         lb[p] = bb
     floor_w = lw.max() * (1.0 - 1e-12)
@@ -556,6 +777,7 @@ def movement(X, W, b, W0, b0, a, E, cs, start, n_act, idx, eref, dist, Sd, Kw, b
     work = np.zeros(parts, dtype=np.int64)
     for p in numba.prange(parts):
         v = np.empty(d)
+        u = np.empty(d)
         bw = 0.0
         bb = 0.0
         c = 0
@@ -563,21 +785,42 @@ def movement(X, W, b, W0, b0, a, E, cs, start, n_act, idx, eref, dist, Sd, Kw, b
             lo = start[r]
             na = n_act[r]
             coef = cs * np.float64(a[r])
-            if Sd[r] < S and dist[r] + Kw[r] * (S - Sd[r]) >= floor_w:
-                _displacement(lo, na, idx, E, eref, X, v)
+            ww, wb = _widths(r, S, T, V, epoch, ring, Kw, n_act, Sd, Sb, mS, mT, mV, mep, mU, mB)
+            if (Sd[r] < S and dist[r] + ww >= floor_w) or (Sb[r] < S and bdist[r] + wb >= floor_b):
+                # both distances, exactly, and the speeds under the current reference
+                for j in range(d):
+                    v[j] = 0.0
+                    u[j] = 0.0
+                beta = 0.0
+                eb = 0.0
+                for q in range(lo, lo + na):
+                    i = idx[q]
+                    de = E[i] - eref[q]
+                    ei = ebar[i]
+                    beta += de
+                    eb += ei
+                    for j in range(d):
+                        x = np.float64(X[i, j])
+                        v[j] += de * x
+                        u[j] += ei * x
                 dd = 0.0
+                uu = 0.0
                 for j in range(d):
                     e0 = np.float64(W[r, j]) - coef * v[j] - np.float64(W0[r, j])
                     dd += e0 * e0
+                    uu += u[j] * u[j]
                 dist[r] = np.sqrt(dd)
-                Sd[r] = S
-                c += 1
-            if Sb[r] < S and bdist[r] + na * (S - Sb[r]) >= floor_b:
-                beta = 0.0
-                for q in range(lo, lo + na):
-                    beta += E[idx[q]] - eref[q]
                 bdist[r] = abs(np.float64(b[r]) + coef * beta - np.float64(b0[r]))
+                Sd[r] = S
                 Sb[r] = S
+                if epoch >= 0:
+                    mS[r] = S
+                    mT[r] = T
+                    mV[r] = V[epoch % ring]
+                    mep[r] = epoch
+                    mU[r] = cs * np.sqrt(uu) * (1.0 + 1e-12)
+                    mB[r] = cs * abs(eb) * (1.0 + 1e-12)
+                c += 1
             if Sd[r] == S:
                 bw = max(bw, dist[r])
             if Sb[r] == S:

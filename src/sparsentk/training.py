@@ -74,8 +74,8 @@ class History:
         listed inputs), ``reexamined`` (neurons examined against every input), and the seconds of the step spent
         in the fused update-and-forward loop (``loop_seconds``) and in examinations (``exam_seconds``). The
         kernel method reports ``due`` (neurons whose certificate deadline was reached), ``renewed_from_E`` and
-        ``renewed`` (of those, renewed by the bound from the residuals alone or with the exact displacement),
-        ``updated`` (brought up to date; ``updated_partly`` without recomputing every listed pair),
+        ``renewed`` (of those, certified again by the bounds from the residuals alone or with the pairs near the
+        threshold computed exactly; ``exact_pairs`` counts those pairs), ``updated`` (brought up to date),
         ``reexamined``, ``crossings`` (pairs that changed activation at the step), ``drift`` (largest change of
         f when rebuilt from the weights, every ``RESYNC_EVERY`` steps; NaN elsewhere), ``fallback`` (1 once it
         handed over to the sparse method, whose counters follow) and seconds per stage (``product_seconds``,
@@ -328,7 +328,7 @@ def expected_active_fraction(bias: float, X: np.ndarray) -> float:
 def _resolve_method(method: str, net: ShallowReLU, X: np.ndarray, y: np.ndarray | None = None,
                     lr: float | None = None) -> str:
     """``"auto"``: dense above ``AUTO_SPARSE_FRACTION``; else ``"kernel"`` when ``y`` and ``lr`` are given and
-    ``sparsentk._function_space.prefers_kernel`` holds (never for a sharded run, which passes neither), else
+    ``sparsentk._function_space.prefers_kernel`` holds (a sharded run passes the whole network), else
     ``"sparse"``."""
     if method != "auto":
         return method
@@ -551,7 +551,8 @@ def _run(
                     )
                 history._record(t, values)
                 if callback is not None:
-                    if hasattr(engine, "sync"):  # a lazy engine brings the weights up to date for the callback
+                    # a lazy engine brings the weights up to date for the callback (unless it says it needs none)
+                    if hasattr(engine, "sync") and getattr(callback, "needs_weights", lambda t: True)(t):
                         engine.sync()
                     callback(t, net, history)
                 advance(values["loss"])

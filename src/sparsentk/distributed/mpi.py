@@ -51,10 +51,10 @@ from sparsentk.network import ShallowReLU
 from sparsentk.training import METHODS, History, TrainingDiverged, TrainingInterrupted, _resolve_method, _run, _Shard
 
 #: Methods that run sharded (a method joins by reducing through ``_Shard.combine`` in its ``evaluate`` and
-#: implementing ``restart``; see ``sparsentk.training._Engine``). The function-space method (``"kernel"``) could
-#: join the same way: its f-update :math:`-\eta H_A e` plus crossing corrections is a sum over neurons, so each rank
-#: would reduce its partial increment of f; until then ``method="auto"`` picks ``"sparse"`` where it would pick it.
-SHARDED_METHODS = ("dense", "sparse")
+#: implementing ``restart``; see ``sparsentk.training._Engine``). The function-space method (``"kernel"``) keeps on
+#: each rank the partial :math:`H_A` and counts :math:`C` of its neurons; its f-update :math:`-\eta H_A e` plus the
+#: crossing corrections is a sum over neurons, so each rank reduces its partial increment of f.
+SHARDED_METHODS = ("dense", "sparse", "kernel")
 
 _CHECKPOINT_FORMAT = "sparsentk.checkpoint/1"
 #: exit status of a job ended by this module (a failed rank, or the step timeout)
@@ -270,12 +270,16 @@ class _Checkpoints:
         self.written = list(steps)
         return _history_from_dict(marker["history"]), W, b
 
+    def writes(self, t: int) -> bool:
+        """Whether iterate ``t`` is a checkpoint step (its rows are written)."""
+        return t > 0 and (t % self.every == 0 or t == self.steps) and (not self.written or self.written[-1] < t)
+
     def on_iterate(self, t: int, net: ShallowReLU, history: History) -> None:
         """After iterate ``t``: commit the pending checkpoint (confirmed by this step's reduction), then write this
         step's rows if it is a checkpoint step."""
         if self.pending is not None:
             self._commit(history)
-        if t > 0 and (t % self.every == 0 or t == self.steps) and (not self.written or self.written[-1] < t):
+        if self.writes(t):
             atomic_save_npz(_rows_file(self.folder, t, self.lo, self.hi), W=net.W, b=net.b)
             self.pending = t
             self.reducer.flag = 1.0
@@ -420,8 +424,9 @@ def train_sharded(
         each rank draws only its own neurons (for widths beyond one process's memory; assemble the result with
         :meth:`ShardedResult.gather` if it fits).
     X, y, lr, steps, method, progress
-        As for :func:`sparsentk.train` (``method`` ``"dense"``, ``"sparse"`` or ``"auto"``, which rank 0
-        resolves to one of these two; ``progress`` is shown by rank 0).
+        As for :func:`sparsentk.train` (``method`` ``"dense"``, ``"sparse"``, ``"kernel"`` or ``"auto"``, which
+        rank 0 resolves for the whole network as :func:`sparsentk.train` does; ``progress`` is shown by rank 0).
+        ``"kernel"`` holds the n × n arrays G + 1, H and C (20 n² bytes) on every rank.
     comm : mpi4py.MPI.Comm, optional
         Default ``MPI.COMM_WORLD``.
     checkpoint : path, optional
@@ -488,7 +493,8 @@ def train_sharded(
     else:
         local = _local_network(net.bias, net.init, net.seed, net.W[lo:hi].copy(), net.b[lo:hi].copy(),
                                net.a[lo:hi].copy())
-    resolved = _resolve_method(method, local, X) if rank == 0 else None
+    # "auto" decides on the whole network, as train would (the kernel method's n × n arrays are then held per rank)
+    resolved = _resolve_method(method, net, X, y, lr) if rank == 0 else None
     if method == "auto" and resolved not in (*SHARDED_METHODS, None):
         resolved = "sparse"  # auto chose another sparse method, which does not run sharded yet: the same iterates
     method = comm.bcast(resolved, root=0)
@@ -534,6 +540,11 @@ def train_sharded(
             callback(t, local_net, history)
         if reducer.interrupted:  # Ctrl-C on some rank, known to all from this step's reduction
             raise TrainingInterrupted(f"training interrupted after step {t} of {steps}", history._truncate(t + 1))
+
+    def needs_weights(t: int) -> bool:  # a lazy engine ("kernel") brings its rows up to date only for these
+        return callback is not None or (checkpoints is not None and checkpoints.writes(t))
+
+    on_iterate.needs_weights = needs_weights  # type: ignore[attr-defined]
 
     def result() -> ShardedResult:
         return ShardedResult(history=history, W=local.W, b=local.b, a=local.a, lo=lo, hi=hi, width=net.width,
