@@ -28,8 +28,10 @@ from _common import header, table, unit_data  # noqa: E402
 
 #: Per configuration: (n, d, width, bias, steps, lr); float32, unit-norm inputs, labels uniform in [−1, 1]. The
 #: step sizes keep η·λ_max(H) ≈ 0.1 (dense, B = 1: λ_max ≈ 0.025 n) and follow bench_training (sparse).
-FULL = {"dense": (2048, 128, 2**17, 1.0, 10, 4 / 2048), "sparse": (2048, 128, 2**18, 2.5, 30, 0.5)}
-QUICK = {"dense": (256, 16, 2**12, 1.0, 4, 4 / 256), "sparse": (256, 16, 2**13, 2.5, 6, 0.5)}
+FULL = {"dense": (2048, 128, 2**17, 1.0, 10, 4 / 2048), "sparse": (2048, 128, 2**18, 2.5, 30, 0.5),
+        "kernel": (2048, 128, 2**18, 3.0, 30, 2.0)}
+QUICK = {"dense": (256, 16, 2**12, 1.0, 4, 4 / 256), "sparse": (256, 16, 2**13, 2.5, 6, 0.5),
+         "kernel": (256, 16, 2**13, 3.0, 6, 2.0)}
 #: all-reduce message sizes (float64 entries)
 SIZES = (1, 16, 256, 4096, 65536, 1 << 20)
 QUICK_SIZES = (1, 256, 4096)
@@ -96,7 +98,7 @@ def worker(config: dict) -> None:
             net = snt.ShallowReLU(d, width, bias, seed=0, dtype=np.float32)
             history = snt.train(net, X, y, lr=lr, steps=steps, method=method)
         print(json.dumps({"seconds": float(np.median(history.seconds)), "memory": _peak_rss() - base,
-                          "loss": float(history.loss[-1])}), flush=True)
+                          "loss": float(history.loss[-1]), "handed_over": _handed_over(history)}), flush=True)
         return
 
     from mpi4py import MPI
@@ -111,7 +113,13 @@ def worker(config: dict) -> None:
     memory = comm.gather(_peak_rss() - base, root=0)
     if comm.rank == 0:
         print(json.dumps({"seconds": float(np.median(result.history.seconds)), "memory": max(memory),
-                          "loss": float(result.history.loss[-1])}), flush=True)
+                          "loss": float(result.history.loss[-1]), "handed_over": _handed_over(result.history)}),
+              flush=True)
+
+
+def _handed_over(history) -> bool:
+    """Whether the kernel method handed over to the sparse engine during the run (its steps are then sparse's)."""
+    return bool(np.nanmax(history.stats.get("fallback", [0])) > 0)
 
 
 def _run_worker(config: dict, ranks: int | None) -> dict:
@@ -134,7 +142,9 @@ def sharded_vs_threads(problems: dict, ranks: int) -> dict:
         sharded = _run_worker({"kind": "sharded", "problem": problem, "method": method, "threads": 1}, ranks)
         ratio = sharded["seconds"] / single["seconds"]
         mem = sharded["memory"] / max(single["memory"], 1.0)
-        rows.append([method, f"n={n} d={d} m=2^{int(math.log2(width))} B={bias:g}", single["seconds"],
+        over = [name for name, run in (("1 process", single), ("sharded", sharded)) if run.get("handed_over")]
+        rows.append([method + (f" (handed over to sparse: {', '.join(over)})" if over else ""),
+                     f"n={n} d={d} m=2^{int(math.log2(width))} B={bias:g}", single["seconds"],
                      sharded["seconds"], ratio, "yes" if ratio <= 1.15 else "no", single["memory"] / 2**20,
                      sharded["memory"] / 2**20, mem])
         out[method] = {"problem": problem, "single": single, "sharded": sharded,
@@ -177,12 +187,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (checks that the script runs)")
     parser.add_argument("--ranks", type=int, default=2, help="ranks of the sharded run (and threads of the single)")
+    parser.add_argument("--methods", default=",".join(FULL), help="comma-separated training methods to compare")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
         worker(json.loads(args.worker))
         return
-    measured = sharded_vs_threads(QUICK if args.quick else FULL, args.ranks)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(FULL))
+    if unknown:
+        parser.error(f"--methods: expected names among {', '.join(FULL)}, got {', '.join(unknown)}")
+    problems = QUICK if args.quick else FULL
+    measured = sharded_vs_threads({m: problems[m] for m in methods}, args.ranks)
     alpha, beta = allreduce_constants(args.ranks, QUICK_SIZES if args.quick else SIZES)
     model(measured, alpha, beta)
 

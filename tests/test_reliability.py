@@ -670,6 +670,15 @@ def test_api_interrupt_keeps_finished_steps() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT delivered and at its default, as a shell starts a command. A test worker
+    may run with SIGINT ignored or blocked (left so by a library in that process), and a child inherits both."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_sigint_writes_partial_run(tmp_path: Path) -> None:
     """A real `sparsentk train` subprocess interrupted by SIGINT writes the finished steps and their parameters,
     with "interrupted": true; a rerun into the same --out replaces every file (no mix of two runs)."""
@@ -695,7 +704,7 @@ def test_cli_sigint_writes_partial_run(tmp_path: Path) -> None:
     args = ["train", "--no-progress", "--n", "16", "--dim", "4", "--width", "128", "--bias", "1", "--steps", "400",
             "--method", "dense", "--lr", "0.2", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     line = ""
     while "STEP5" not in line and time.monotonic() < deadline:
