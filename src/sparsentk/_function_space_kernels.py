@@ -117,6 +117,24 @@ def _displacement(lo, na, idx, E, eref, X, out):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", fastmath=_FAST)
+def _add_outputs(lo, na, idx, X, w, bias, ar, f):  # pragma: no cover - compiled
+    """``f[i] += a_r relu(w·x_i − b)`` over one neuron's active slots ``lo … lo + na``; returns how many of those
+    pre-activations are not finite."""
+    bad = 0
+    for q in range(lo, lo + na):
+        i = idx[q]
+        z = 0.0
+        for j in range(X.shape[1]):
+            z += np.float64(X[i, j]) * np.float64(w[j])
+        z -= bias
+        if z > 0:
+            f[i] += ar * z
+        elif not np.isfinite(z):
+            bad += 1
+    return bad
+
+
+@numba.njit(inline="always", fastmath=_FAST)
 def _keep_undo(k, lo, na, idx, eref, E_prev, X, wsave, bsave, coef, u, undo_W, undo_b):  # pragma: no cover
     """The row of neuron ``due[k]`` at the previous iterate, :math:`w_r(s_r) - c a_r X_{A_r}^\top(E(t) - E(s_r))`,
     into ``undo_W[k]`` (for a revert), from its saved anchor row and its active set at the anchor."""
@@ -669,15 +687,7 @@ def bring_up_to_date(bounds, X, W, b, a, E, cs, start, n_act, n_listed, idx, zre
             else:
                 slop[r] += move
                 Dt[r] = -INF
-            ar = np.float64(a[r])
-            for q in range(lo, lo + na):
-                i = idx[q]
-                z = 0.0
-                for j in range(d):
-                    z += np.float64(X[i, j]) * np.float64(W[r, j])
-                z -= bnew
-                if z > 0:
-                    f[i] += ar * z
+            bad += _add_outputs(lo, na, idx, X, W[r], bnew, np.float64(a[r]), f)
         nonfinite[p] = bad
 
 
@@ -709,17 +719,7 @@ def forward_weights(bounds, X, W, b, a, E, cs, start, n_act, idx, eref, f_part, 
             bnew = np.float64(bt[0])
             if not np.isfinite(bnew):
                 bad += 1
-            ar = np.float64(a[r])
-            for q in range(lo, lo + na):
-                i = idx[q]
-                z = 0.0
-                for j in range(d):
-                    z += np.float64(X[i, j]) * np.float64(wt[j])
-                z -= bnew
-                if z > 0:
-                    f[i] += ar * z
-                elif not np.isfinite(z):
-                    bad += 1
+            bad += _add_outputs(lo, na, idx, X, wt, bnew, np.float64(a[r]), f)
         nonfinite[p] = bad
 
 
