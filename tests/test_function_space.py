@@ -4,6 +4,7 @@ The oracle is dense GD (``method="dense"``: BLAS products over the whole pattern
 autograd in tests/test_training.py) and, for the drift, a float64 recomputation of the outputs from the weights.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sparsentk as snt
+from gd_oracles import assert_same_iterates, gd_problems, run_pair
 from sparsentk import _function_space
 from sparsentk.training import ITERATE_FIELDS
 
@@ -19,53 +21,19 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 
 
 def run_both(X, y, width, bias, lr, steps, init="standard", seed=0, dtype=np.float64, net=None):
-    """Dense and kernel GD from the same network; a run that stops (TrainingDiverged: e.g. every pair lost) must
-    stop in both, at the same step, with the same history."""
-    dense = net.copy() if net is not None else snt.ShallowReLU(X.shape[1], width, bias=bias, init=init, seed=seed,
-                                                               dtype=dtype)
-    kernel = dense.copy()
-    histories = []
-    for model, method in ((dense, "dense"), (kernel, "kernel")):
-        try:
-            histories.append(snt.train(model, X, y, lr=lr, steps=steps, method=method, diverge_factor=None))
-        except snt.TrainingDiverged as err:
-            histories.append(err.history)
-    hd, hk = histories
-    assert hk.steps == hd.steps
-    return dense, kernel, hd, hk
+    return run_pair(X, y, "kernel", width, bias, lr, steps, init=init, seed=seed, dtype=dtype, net=net,
+                    diverge_factor=None)
 
 
 def assert_same(dense, kernel, hd, hk):
     """The acceptance: loss to 1e-9 relative, identical counts and flips per iterate, W and b to 1e-8."""
-    np.testing.assert_allclose(hk.loss, hd.loss, rtol=1e-9, atol=1e-12)
-    for name in ("active_mean", "active_max", "flips"):
-        np.testing.assert_array_equal(getattr(hk, name), getattr(hd, name), err_msg=name)
-    np.testing.assert_allclose(hk.movement_w, hd.movement_w, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(hk.movement_b, hd.movement_b, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(kernel.W, dense.W, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(kernel.b, dense.b, rtol=1e-8, atol=1e-10)
+    assert_same_iterates(dense, kernel, hd, hk, rtol=1e-8, atol=1e-10)
 
 
-@st.composite
-def problems(draw):
-    n = draw(st.one_of(st.integers(10, 48), st.integers(10, 48), st.integers(1, 9)))  # skewed to n ≥ 10
-    d = draw(st.integers(1, 6))
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d)) * draw(st.sampled_from([1.0, 0.3, 3.0]))
-    if draw(st.booleans()):
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
-    if n > 2 and draw(st.booleans()):
-        X[1] = X[0]  # duplicate inputs
-    if n > 3 and draw(st.booleans()):
-        X[2] = -X[0]  # antipodal inputs
-    y = rng.uniform(-1, 1, n)
-    width = draw(st.sampled_from([64, 64, 256, 1000, 7, 2]))  # skewed to width ≥ 64
-    init = "symmetric" if width % 2 == 0 and draw(st.booleans()) else "standard"
-    bias = draw(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]))
-    # the stability edge of the NTK model is 2/λ_max(H) ≈ 2/(n · fraction · (1 + mean x·x)): lr up to and past it
-    lr = draw(st.sampled_from([0.01, 0.3, 2.0, 20.0]))
-    return X, y, width, bias, lr, init, seed
+# skewed to n ≥ 10 and width ≥ 64; lr up to and past the stability edge 2/λ_max(H) ≈ 2/(n·fraction·(1 + x·x))
+problems = functools.partial(gd_problems, n=st.one_of(st.integers(10, 48), st.integers(10, 48), st.integers(1, 9)),
+                             widths=(64, 64, 256, 1000, 7, 2), biases=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+                             antipodal=True)
 
 
 def _pinned(n, d, width, bias, lr, init, seed, unit=True, dup=False, anti=False):

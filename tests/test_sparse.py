@@ -7,61 +7,19 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import sparsentk as snt
+from conftest import unit_rows
+from gd_oracles import assert_same_iterates, gd_problems, run_pair
 from sparsentk.training import ITERATE_FIELDS, METHODS
-
-
-def unit_rows(rng, n, d):
-    X = rng.standard_normal((n, d))
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def run_both(X, y, width, bias, lr, steps, init="standard", seed=0, dtype=np.float64):
-    dense = snt.ShallowReLU(X.shape[1], width, bias=bias, init=init, seed=seed, dtype=dtype)
-    sparse = dense.copy()
-    hd, dense_error = train_or_diverge(dense, X, y, lr, steps, "dense")
-    hs, sparse_error = train_or_diverge(sparse, X, y, lr, steps, "sparse")
-    assert type(sparse_error) is type(dense_error)  # a run that diverges does so with both methods, at one step
-    return dense, sparse, hd, hs
+    return run_pair(X, y, "sparse", width, bias, lr, steps, init=init, seed=seed, dtype=dtype)
 
 
-def train_or_diverge(net, X, y, lr, steps, method):
-    """The history of a run, or of the iterates before the step at which train declared divergence."""
-    try:
-        return snt.train(net, X, y, lr=lr, steps=steps, method=method), None
-    except snt.TrainingDiverged as err:
-        return err.history, err
-
-
-def assert_same(dense, sparse, hd, hs, rtol=1e-9):
-    np.testing.assert_allclose(hs.loss, hd.loss, rtol=rtol, atol=1e-12)
-    for name in ("active_mean", "active_max", "flips"):
-        np.testing.assert_array_equal(getattr(hs, name), getattr(hd, name), err_msg=name)
-    np.testing.assert_allclose(hs.movement_w, hd.movement_w, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(hs.movement_b, hd.movement_b, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(sparse.W, dense.W, rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(sparse.b, dense.b, rtol=1e-9, atol=1e-11)
-
-
-@st.composite
-def problems(draw):
-    n = draw(st.integers(1, 40))
-    d = draw(st.integers(1, 6))
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d)) * draw(st.sampled_from([1.0, 0.3, 3.0]))
-    if draw(st.booleans()):
-        X /= np.linalg.norm(X, axis=1, keepdims=True)
-    if n > 2 and draw(st.booleans()):
-        X[1] = X[0]  # duplicate inputs
-    y = rng.uniform(-1, 1, n)
-    width = draw(st.sampled_from([1, 2, 7, 64, 513]))
-    init = "symmetric" if width % 2 == 0 and draw(st.booleans()) else "standard"
-    bias = draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0]))
-    lr = draw(st.sampled_from([0.01, 0.3, 2.0, 20.0]))
-    return X, y, width, bias, lr, init, seed
+def assert_same(dense, sparse, hd, hs):
+    assert_same_iterates(dense, sparse, hd, hs, rtol=1e-9, atol=1e-11)
 
 
 @st.composite
@@ -104,7 +62,7 @@ def check_sparse_equals_dense(problem):
 
 
 @SETTINGS
-@given(problems())
+@given(gd_problems())
 @example(pinned(40, 6, 513, 2.0, 2.0))
 @example(pinned(40, 3, 64, 3.0, 20.0, init="symmetric"))
 def test_sparse_equals_dense_float64(problem):
