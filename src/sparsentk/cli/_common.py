@@ -305,7 +305,7 @@ def grid_executor(scheduler: str | None):
     ``--workers`` local processes itself (a pool that isolates a worker that dies, shut down at the end)."""
     from sparsentk._grid import make_executor
 
-    return make_executor(scheduler=scheduler) if scheduler else None
+    return make_executor(scheduler=scheduler)
 
 
 def check_mnist_dir(data: str, data_dir: str | None) -> None:

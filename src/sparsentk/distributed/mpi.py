@@ -50,11 +50,10 @@ from sparsentk.distributed._shards import NetworkSpec, _local_network, neuron_ra
 from sparsentk.network import ShallowReLU
 from sparsentk.training import METHODS, History, TrainingDiverged, TrainingInterrupted, _resolve_method, _run, _Shard
 
-#: Methods that run sharded (a method joins by reducing through ``_Shard.combine`` in its ``evaluate`` and
-#: implementing ``restart``; see ``sparsentk.training._Engine``). The function-space method (``"kernel"``) keeps on
-#: each rank the partial :math:`H_A` and counts :math:`C` of its neurons; its f-update :math:`-\eta H_A e` plus the
-#: crossing corrections is a sum over neurons, so each rank reduces its partial increment of f.
-SHARDED_METHODS = ("dense", "sparse", "kernel")
+# Every training method runs sharded: each reduces through ``_Shard.combine`` in its ``evaluate`` and implements
+# ``restart`` (see ``sparsentk.training._Engine``). The function-space method (``"kernel"``) keeps on each rank the
+# partial H_A and counts C of its neurons; its f-update -η H_A e plus the crossing corrections is a sum over
+# neurons, so each rank reduces its partial increment of f.
 
 _CHECKPOINT_FORMAT = "sparsentk.checkpoint/1"
 #: exit status of a job ended by this module (a failed rank, or the step timeout)
@@ -494,13 +493,7 @@ def train_sharded(
         local = _local_network(net.bias, net.init, net.seed, net.W[lo:hi].copy(), net.b[lo:hi].copy(),
                                net.a[lo:hi].copy())
     # "auto" decides on the whole network, as train would (the kernel method's n × n arrays are then held per rank)
-    resolved = _resolve_method(method, net, X, y, lr) if rank == 0 else None
-    if method == "auto" and resolved not in (*SHARDED_METHODS, None):
-        resolved = "sparse"  # auto chose another sparse method, which does not run sharded yet: the same iterates
-    method = comm.bcast(resolved, root=0)
-    if method not in SHARDED_METHODS:
-        raise ValueError(f"method: expected one of {', '.join(map(repr, SHARDED_METHODS))} for sharded training, "
-                         f"got {method!r}")
+    method = comm.bcast(_resolve_method(method, net, X, y, lr) if rank == 0 else None, root=0)
     reducer = _Reducer(comm)
     shard = _Shard(width=net.width, reduce=reducer)
 
