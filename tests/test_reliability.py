@@ -652,18 +652,6 @@ def test_api_interrupt_keeps_finished_steps() -> None:
 
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("train() defers SIGINT only in the main thread")
-    # train() defers SIGINT when Python's default handler is in place, as in a terminal; a test worker may have
-    # another one (or SIGINT ignored or blocked), so this test puts the default in place and restores what it found
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    try:
-        _interrupt_at_step_3(snt, signal)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-def _interrupt_at_step_3(snt: Any, signal: Any) -> None:
     X, y = _diverging_problem()
     net = snt.ShallowReLU(4, 256, 1.0, seed=0)
     snapshots = []
@@ -673,12 +661,28 @@ def _interrupt_at_step_3(snt: Any, signal: Any) -> None:
         if t == 3:
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(snt.TrainingInterrupted) as info:
-        snt.train(net, X, y, lr=0.5, steps=20, method="dense", callback=interrupt_at_3)
+    with _default_sigint():
+        with pytest.raises(snt.TrainingInterrupted) as info:
+            snt.train(net, X, y, lr=0.5, steps=20, method="dense", callback=interrupt_at_3)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # train() restored it
     assert isinstance(info.value, KeyboardInterrupt)
     assert len(info.value.history.loss) == 4 and np.isfinite(info.value.history.loss).all()
     np.testing.assert_array_equal(net.W, snapshots[3])
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@contextlib.contextmanager
+def _default_sigint() -> Any:
+    """SIGINT unblocked and at Python's default handler, as in a terminal (train() defers it only then); a test
+    worker may have another handler, or SIGINT ignored or blocked. What was found is restored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _sigint_as_in_a_terminal() -> None:
