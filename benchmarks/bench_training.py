@@ -25,8 +25,11 @@ from _common import header, table, unit_data  # noqa: E402
 from sparsentk import plotting  # noqa: E402
 
 
-def torch_dense_steps(net: snt.ShallowReLU, X: np.ndarray, y: np.ndarray, lr: float, steps: int) -> list[float]:
-    """Plain PyTorch dense GD with hand-written gradients; returns seconds per step."""
+def torch_dense_steps(net: snt.ShallowReLU, X: np.ndarray, y: np.ndarray, lr: float, steps: int,
+                      crossings: list | None = None) -> list[float]:
+    """Plain PyTorch dense GD with hand-written gradients; returns seconds per step. With ``crossings`` (a list),
+    appends per step after the first the pairs whose activation changed and the neurons with such a pair (counted
+    outside the timed part)."""
     import torch
 
     torch.set_num_threads(torch.get_num_threads())
@@ -34,6 +37,7 @@ def torch_dense_steps(net: snt.ShallowReLU, X: np.ndarray, y: np.ndarray, lr: fl
     W, b, a = (torch.from_numpy(v.copy()) for v in (net.W, net.b, net.a))
     m, chunk = net.width, 512
     times = []
+    previous: list = []
     for _ in range(steps):
         start = time.perf_counter()
         f = torch.zeros(len(yt), dtype=Xt.dtype)
@@ -49,6 +53,11 @@ def torch_dense_steps(net: snt.ShallowReLU, X: np.ndarray, y: np.ndarray, lr: fl
             W[lo : lo + chunk] -= coef[:, None] * (g.T @ Xt)
             b[lo : lo + chunk] += coef * g.sum(0)
         times.append(time.perf_counter() - start)
+        if crossings is not None:
+            if previous:
+                changed = [now ^ before for now, before in zip(masks, previous, strict=True)]
+                crossings.append((sum(int(c.sum()) for c in changed), sum(int(c.any(0).sum()) for c in changed)))
+            previous = masks
     return times
 
 

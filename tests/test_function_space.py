@@ -205,6 +205,30 @@ def test_result_lands_in_the_networks_own_arrays_and_is_deterministic():
         np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
 
 
+def test_kernel_product_is_eta_H_e_from_counts_and_does_not_depend_on_the_parts():
+    from sparsentk import _function_space_kernels as fkern
+
+    rng = np.random.default_rng(3)
+    n, m, lr = 37, 500, 0.7
+    X = rng.standard_normal((n, 5))
+    A = rng.random((m, n)) < 0.2  # an activation pattern, neurons × inputs
+    C = (A.T.astype(np.int64) @ A.astype(np.int64)).astype(np.int32)
+    e = rng.standard_normal(n)
+    H = np.zeros((n, n))  # textbook H_A = (1/m) Σ_r (x_i·x_j + 1) 1[r active on i and j]
+    for r in range(m):
+        on = np.flatnonzero(A[r])
+        H[np.ix_(on, on)] += X[on] @ X[on].T + 1.0
+    H /= m
+    outs = []
+    for parts in (1, 3, 8):
+        out = np.empty(n)
+        fkern.kernel_product(X @ X.T + 1.0, C, e, -lr / m, out, parts)
+        outs.append(out)
+    np.testing.assert_allclose(outs[0], -lr * H @ e, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+
+
 def test_auto_rule_picks_kernel_when_few_neurons_move_per_step():
     X, y = snt.data.sphere(40, 8, seed=0)
     small_steps = snt.train(snt.ShallowReLU(8, 4000, bias=2.0, seed=1), X, y, lr=0.02, steps=2, method="auto")

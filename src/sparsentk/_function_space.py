@@ -10,7 +10,7 @@ current empirical NTK (paper-notes §7). With :math:`A` the activation pattern, 
     f(t+1) = f(t) - \eta H_A e(t), \qquad H_A = (G + 1) \odot A^\top A / m,
 
 and a pair (r, j) that crosses at step t+1 corrects :math:`f_j(t+1)` by :math:`\pm m^{-1/2} a_r z_{rj}(t+1)` and
-O(|A_r|) entries of :math:`H_A` (recomputed from the integer counts :math:`C = A^\top A`, so H stays exact).
+O(|A_r|) entries of the integer counts :math:`C = A^\top A` (H_A is never stored: the product reads G + 1 and C).
 
 **Certificates** (P1 Lemma 3.3's strip, paper-notes §3 and §7). Each neuron has an *anchor* step :math:`s_r` where
 its weights are stored and its nearest margin :math:`\mu_r` is known: its listed pairs exactly, the others through
@@ -112,37 +112,41 @@ _STEP_SUMS = ("due", "renewed_from_E", "renewed", "updated", "reexamined", "cros
 _STEP_SECONDS = ("product_seconds", "check_seconds", "crossing_seconds", "exam_seconds")
 
 #: ``method="auto"`` picks ``"kernel"`` over ``"sparse"`` only when the estimated fraction of neurons that need
-#: attention per step (:func:`due_fraction`) is at most this: a due neuron costs about what one neuron of a sparse
-#: step costs, and the third or so of them that is brought up to date (their pairs crossed) four times that
-#: (unbenchmarked single-thread probes at n = 2048, d = 128, width 2^16–2^18, B = 2.5–3, where that fraction is
-#: 0.15–0.5: steps as slow as the sparse method's or slower; ``benchmarks/bench_function_space.py --only
-#: crossover`` measures the crossover) ...
+#: attention per step (:func:`due_fraction`) is at most this. Measured (``benchmarks/bench_function_space.py
+#: --only crossover`` and ``--only widths``, n = 2048, d = 128, B = 2.5 and 3): the kernel method is 1.17× faster
+#: than the sparse one at a counted fraction of 0.12 (width 2^18), on par at 0.14 (2^22), 0.5–0.6× as fast at
+#: 0.16–0.35; this threshold stays below that crossover of about 0.13 (a due neuron costs several sparse neurons,
+#: so a wrong "kernel" costs more than a wrong "sparse") ...
 AUTO_KERNEL_DUE = 0.1
-#: κ of :func:`due_fraction`.
-DUE_CONSTANT = 4.5
+#: κ and α of :func:`due_fraction`.
+DUE_CONSTANT = 0.96
+DUE_EXPONENT = 0.4
 #: ... and width · active fraction · dim ≥ this times n (the fixed n × n product against the sparse method's
 #: width · p · n · dim per step) ...
 AUTO_KERNEL_RATIO = 8.0
-#: ... and its n × n arrays (G + 1 and H in float64, C in int32: 20 n² bytes) take at most this fraction of the
+#: ... and its n × n arrays (G + 1 in float64, C in int32: 12 n² bytes) take at most this fraction of the
 #: physical memory.
 AUTO_KERNEL_MEMORY = 0.25
 
 
 def due_fraction(X: np.ndarray, y: np.ndarray, bias: float, width: int, lr: float) -> float:
-    r"""Estimated fraction of neurons whose certificate expires at a step, early in training:
+    r"""Estimated fraction of neurons whose certificate expires at a step, early in training, up to constants:
 
     .. math::
 
-        q = \kappa\,\frac{\text{speed of a pair per step}}{\text{typical nearest margin}}
-          \approx \kappa\,\eta\,m^{-1/2}\,\mathrm{rms}(y)\sqrt{|A_r|} \cdot \rho, \qquad
+        q = \kappa\,x^{\alpha}, \qquad
+        x = \frac{\text{speed of a pair per step}}{\text{typical nearest margin}}
+          \approx \eta\,m^{-1/2}\,\mathrm{rms}(y)\sqrt{|A_r|} \cdot \rho, \qquad
         |A_r| = \sum_i \bar\Phi(B/\|x_i\|), \quad \rho = \sum_i \varphi(B/\|x_i\|)/\|x_i\|,
 
     with :math:`\eta m^{-1/2}|\sum_{i\in A_r} e_i (x_i\cdot x_j + 1)| \approx \eta m^{-1/2}\,\mathrm{rms}(e)
-    \sqrt{|A_r|}` the speed of a pair under the reference residual (:math:`e(0) \approx -y`), :math:`1/\rho` the
+    \sqrt{|A_r|}` the speed of a pair under the reference residual (:math:`e(0) \approx -y`) and :math:`1/\rho` the
     typical distance from the threshold of a neuron's nearest pair (ρ: density of :math:`w\cdot x_i - B` at 0,
-    summed over the inputs), and κ = ``DUE_CONSTANT`` (the certificate's reserve, and the pairs seen from both sides;
-    fitted, up to constants, to single-process probes at n = 2048, d = 128, widths 2^16–2^18, B = 2.5 and 3, where
-    the counted fraction was 0.7–1.4 times this). Capped at 1."""
+    summed over the inputs). If certificates lasted exactly margin / speed, q would be proportional to x; the
+    measured fraction falls more slowly (the reserve for the residual's deviation, the ring of references and the
+    near pairs seen from both sides do not shrink with the step), so κ = ``DUE_CONSTANT`` and α = ``DUE_EXPONENT``
+    are fitted to ``benchmarks/bench_function_space.py --only crossover`` and ``--only widths`` (n = 2048,
+    d = 128, B = 2.5 and 3, lr 0.05–2, widths 2^12–2^22: the counted fraction is 0.9–1.3 times this). Capped at 1."""
     from scipy.special import ndtr
 
     norms = np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1)
@@ -154,7 +158,8 @@ def due_fraction(X: np.ndarray, y: np.ndarray, bias: float, width: int, lr: floa
     density = float(np.sum(np.exp(-0.5 * t * t) / (math.sqrt(2 * math.pi) * norms)))
     y64 = np.asarray(y, dtype=np.float64)
     scale = max(math.sqrt(float(np.mean(y64 * y64))) if y64.size else 0.0, 1e-12)
-    return min(1.0, DUE_CONSTANT * lr / math.sqrt(width) * scale * math.sqrt(active) * density)
+    x = lr / math.sqrt(width) * scale * math.sqrt(active) * density
+    return min(1.0, DUE_CONSTANT * x**DUE_EXPONENT)
 
 
 def prefers_kernel(n: int, dim: int, width: int, fraction: float, due: float = 0.0) -> bool:
@@ -164,14 +169,14 @@ def prefers_kernel(n: int, dim: int, width: int, fraction: float, due: float = 0
     .. math::
 
         q \le \texttt{AUTO\_KERNEL\_DUE}, \quad m\,p\,d \ge \texttt{AUTO\_KERNEL\_RATIO}\cdot n
-        \quad\text{and}\quad 20 n^2 \le \texttt{AUTO\_KERNEL\_MEMORY}\cdot\text{physical memory}.
+        \quad\text{and}\quad 12 n^2 \le \texttt{AUTO\_KERNEL\_MEMORY}\cdot\text{physical memory}.
     """
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
         memory = 8 << 30
     return (due <= AUTO_KERNEL_DUE and width * fraction * dim >= AUTO_KERNEL_RATIO * n
-            and 20 * n * n <= AUTO_KERNEL_MEMORY * memory)
+            and 12 * n * n <= AUTO_KERNEL_MEMORY * memory)
 
 
 def _threaded(method):  # type: ignore[no-untyped-def]
@@ -193,7 +198,7 @@ class KernelEngine:
     """Exact GD in function space (the ``method="kernel"`` of :func:`sparsentk.train`)."""
 
     def __init__(self, net: ShallowReLU, X: np.ndarray, y: np.ndarray, shard=None) -> None:
-        # sharded (sparsentk.distributed): net holds this process's neurons, H and C its partial sums over them;
+        # sharded (sparsentk.distributed): net holds this process's neurons, C its partial sums over them;
         # evaluate reduces the partial increment of f, the counts and the statistics through shard.combine.
         self.shard = shard
         self.scale_width = net.width if shard is None else shard.width  # the m of m^{-1/2} and of H = (G+1)⊙C/m
@@ -250,7 +255,6 @@ class KernelEngine:
         self.S = 0.0
         self.cs = 0.0
         self.C = np.zeros((0, 0), dtype=np.int32)
-        self.H = np.zeros((0, 0))
         self.flips = 0
         self.entered = 0
         self.t = 0
@@ -324,7 +328,7 @@ class KernelEngine:
                 fkern.anchor_exam(Z[:rows], b_block, block, self.start, self.n_act, self.n_listed, self.idx,
                                   self.zref, self.eref, self.E, self.xnorm, self.xmax, self.tau2_of, self.moved2,
                                   self.slop, self.mu, self.K, self.Kw, self.F, self.Dt, self.S, self.tau2, W, self.W0,
-                                  self.b0, self.dist, self.Sd, self.bdist, self.Sb, self.G1)
+                                  self.b0, self.dist, self.Sd, self.bdist, self.Sb, self.X)
         if saved is None:
             return None
         old_ptr, _, _, (count, idx, z, init) = saved
@@ -412,7 +416,6 @@ class KernelEngine:
         owners = np.repeat(np.arange(m, dtype=np.int64), np.diff(ptr))[order]
         by_input_ptr = np.concatenate([[0], np.cumsum(np.bincount(idx, minlength=n))]).astype(np.int64)
         self.C = fkern.pattern_counts(ptr, idx, by_input_ptr, owners, n)
-        self.H = self.G1 * self.C / self.scale_width
 
     # --- the engine protocol -------------------------------------------------------------------------------
     @np.errstate(over="ignore", invalid="ignore")
@@ -537,8 +540,7 @@ class KernelEngine:
         slot = self.epoch % RING
         T = float(self.t + 1)  # the new iterate
         df = self.df
-        np.matmul(self.H, e, out=df)
-        df *= -lr
+        fkern.kernel_product(self.G1, self.C, e, -lr / self.scale_width, df, self.parts)  # −η H_A e
         product = time.perf_counter() - tick
         tick = time.perf_counter()
         due = fkern.due_neurons(self.Dt, self.DV, self.ep, T, self.V, self.epoch, self.parts)
@@ -555,17 +557,16 @@ class KernelEngine:
                             self.zref, self.eref, self.crossed, self.mu, self.K, self.Kw, self.F, self.Dt, self.DV,
                             self.ep, T, float(self.V[slot]), self.epoch, THETA, HORIZON, self.tau2_of, self.moved2,
                             self.slop, self.dist, self.Sd, self.bdist, self.Sb, self.xnorm, self.xmax, self.slack,
-                            self.S, self.undo_W, self.undo_b, level, ncross, counters, self.G1)
+                            self.S, self.undo_W, self.undo_b, level, ncross, counters)
         self.due, self.level = due, level
         check = time.perf_counter() - tick
         tick = time.perf_counter()
         crossed = due[((level == 2) | (level == 4)) & (ncross > 0)]
         none = np.zeros(len(crossed), dtype=np.int64)
-        inv_m = 1.0 / self.scale_width
         self.flips = fkern.apply_crossings(crossed, self.start, self.n_act, self.n_listed, self.idx, self.init,
                                            self.zref, self.slop, self.crossed, net.a, none, none, none,
-                                           none.astype(np.float64), none.astype(np.uint8), self.G1, self.C, self.H,
-                                           df, self.inv_sqrt_m, inv_m, self.flips, self.workers)
+                                           none.astype(np.float64), none.astype(np.uint8), self.C, df,
+                                           self.inv_sqrt_m, self.flips, self.workers)
         crossing = time.perf_counter() - tick
         tick = time.perf_counter()
         stale = due[level == 3]
@@ -578,8 +579,8 @@ class KernelEngine:
             exam_crossings = self.entered + int(leave_count.sum())
             self.flips = fkern.apply_crossings(stale, self.start, self.n_act, self.n_listed, self.idx, self.init,
                                                self.zref, self.slop, self.crossed, net.a, leave_start, leave_count,
-                                               leave_idx, leave_z, leave_init, self.G1, self.C, self.H, df,
-                                               self.inv_sqrt_m, inv_m, self.flips, self.workers)
+                                               leave_idx, leave_z, leave_init, self.C, df, self.inv_sqrt_m,
+                                               self.flips, self.workers)
         exam = time.perf_counter() - tick
         sums = counters.sum(axis=0)
         if sums[5] or not np.isfinite(self.S):
@@ -613,7 +614,7 @@ class KernelEngine:
         # (sharded: one more reduction, at the same step on every process: the decision came from reduced values)
         self.fallback = sparse
         # the function-space state is no longer needed
-        self.H = self.C = np.zeros((0, 0))
+        self.C = np.zeros((0, 0), dtype=np.int32)
         self.idx = np.empty(0, dtype=np.int32)
 
     @_threaded

@@ -61,7 +61,7 @@ def due_neurons(Dt, DV, ep, T, V, epoch, parts):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _anchor(r, lo, na, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, G1,
+def _anchor(r, lo, na, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, X,
             changed):  # pragma: no cover - compiled
     r"""Certificate of neuron r at its anchor: nearest margin μ_r (listed pairs exactly, the others through the last
     examination's τ₂ less the movement since), σ_r = ``F[r]`` ≥ :math:`\|X_{A_r}\|_{op}` (recomputed when its
@@ -84,15 +84,19 @@ def _anchor(r, lo, na, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, 
         sx2 += xnorm[i] * xnorm[i]
     if changed:
         sig2 = sx2
-        if na <= GERSHGORIN_MAX:
+        if na <= GERSHGORIN_MAX:  # |G_ik| from rows of X (in cache), not from the n × n array (which is not)
             g = 0.0
             for q in range(lo, lo + na):
                 i = idx[q]
                 row = 0.0
                 for t in range(lo, lo + na):
-                    row += abs(G1[i, idx[t]] - 1.0)
+                    k = idx[t]
+                    dot = 0.0
+                    for j in range(X.shape[1]):
+                        dot += np.float64(X[i, j]) * np.float64(X[k, j])
+                    row += abs(dot)
                 g = max(g, row)
-            sig2 = min(sig2, g * (1.0 + 1e-9))
+            sig2 = min(sig2, g * (1.0 + 1e-9) + 1e-12 * na * xmax * xmax)  # rounding of the dot products
         F[r] = np.sqrt(sig2)
     mu[r] = near
     Kw[r] = min(sx, F[r] * np.sqrt(na))
@@ -272,8 +276,8 @@ def _renew(r, kstar, muV, K, T, Vnow, epoch, Dt, DV, ep):  # pragma: no cover - 
 @numba.njit(fastmath=_FAST, cache=True)
 def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, n_act, n_listed, idx, init, zref,
                 eref, crossed, mu, K, Kw, F, Dt, DV, ep, T, Vnow, epoch, theta, horizon, tau2, moved2, slop, dist,
-                Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross, counters,
-                G1):  # pragma: no cover - compiled
+                Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross,
+                counters):  # pragma: no cover - compiled
     d = X.shape[1]
     n = X.shape[0]
     v = np.empty(d, dtype=W.dtype)  # the network's dtype: float32 networks gather and add in float32
@@ -393,7 +397,7 @@ def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, 
         n_act[r] = front - lo
         ncross[k] = nc
         crossings += nc
-        _anchor(r, lo, front - lo, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, G1, nc > 0)
+        _anchor(r, lo, front - lo, nl, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, X, nc > 0)
         if front == lo:
             Dt[r] = INF
             DV[r] = INF
@@ -418,8 +422,8 @@ def _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, 
 @numba.njit(parallel=True, fastmath=_FAST, cache=True)
 def check_neurons(due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, n_act, n_listed, idx, init, zref,
                   eref, crossed, mu, K, Kw, F, Dt, DV, ep, T, Vnow, epoch, theta, horizon, tau2, moved2, slop, dist,
-                  Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross, counters,
-                  G1):  # pragma: no cover - compiled
+                  Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross,
+                  counters):  # pragma: no cover - compiled
     r"""Attend to the ``due`` neurons at the new iterate T (``E`` = :math:`E(T)`, ``S`` = S(T), ``ebar`` the
     reference residual of ``epoch`` and ``Vnow`` its deviation clock at T).
 
@@ -437,35 +441,47 @@ def check_neurons(due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, n
     for p in numba.prange(parts):
         _check_part(p, due, bounds, X, W, b, W0, b0, a, E, E_prev, ebar, cs, start, n_act, n_listed, idx, init,
                     zref, eref, crossed, mu, K, Kw, F, Dt, DV, ep, T, Vnow, epoch, theta, horizon, tau2, moved2,
-                    slop, dist, Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross, counters, G1)
+                    slop, dist, Sd, bdist, Sb, xnorm, xmax, slack, S, undo_W, undo_b, level, ncross, counters)
+
+
+@numba.njit(parallel=True, fastmath=_FAST, cache=True)
+def kernel_product(Gp1, C, e, scale, out, parts):  # pragma: no cover - compiled
+    r"""``out`` ← scale · :math:`((G + 1)\odot C)\,e`, i.e. :math:`\text{scale}\cdot m\,H_A e` without storing
+    :math:`H_A` (a crossing then writes one integer of C instead of C and H). Rows in ``parts`` contiguous blocks;
+    each row's sum is the same on any number of threads."""
+    n = e.shape[0]
+    for p in numba.prange(parts):
+        for i in range(n * p // parts, n * (p + 1) // parts):
+            acc = 0.0
+            for j in range(n):
+                acc += Gp1[i, j] * np.float64(C[i, j]) * e[j]
+            out[i] = scale * acc
 
 
 @numba.njit(inline="always")
-def _touch(i, k, delta, C, H, Gp1, inv_m, rlo, rhi):  # pragma: no cover - compiled
-    """Add ``delta`` to :math:`C_{ik}` and :math:`C_{ki}` and recompute those entries of H, for the rows
-    ``rlo … rhi`` only (the rows a part owns)."""
+def _touch(i, k, delta, C, rlo, rhi):  # pragma: no cover - compiled
+    """Add ``delta`` to :math:`C_{ik}` and :math:`C_{ki}`, for the rows ``rlo … rhi`` only (the rows a part
+    owns)."""
     if rlo <= i < rhi:
         C[i, k] += delta
-        H[i, k] = Gp1[i, k] * C[i, k] * inv_m
     if i != k and rlo <= k < rhi:
         C[k, i] += delta
-        H[k, i] = Gp1[k, i] * C[k, i] * inv_m
 
 
 @numba.njit(parallel=True, cache=True)
 def apply_crossings(neurons, start, n_act, n_listed, idx, init, zref, slop, crossed, a, extra_start, extra_count,
-                    extra_idx, extra_z, extra_init, Gp1, C, H, f, inv_sqrt_m, inv_m, flips,
-                    parts):  # pragma: no cover - compiled
-    r"""Apply the flagged crossings of ``neurons`` (in order) to the outputs, the pattern counts
-    :math:`C = A^\top A` and :math:`H_A = (G + 1)\odot C/m` (entries recomputed from C, so H stays exact).
+                    extra_idx, extra_z, extra_init, C, f, inv_sqrt_m, flips, parts):  # pragma: no cover - compiled
+    r"""Apply the flagged crossings of ``neurons`` (in order) to the outputs and the pattern counts
+    :math:`C = A^\top A` (exact integers: :math:`H_A = (G + 1)\odot C/m` is never stored, see
+    :func:`kernel_product`).
 
     Per neuron: K = active pairs not flagged, P = active pairs flagged entered, Q = listed pairs flagged left plus
     the neuron's ``extra`` leaves (``extra_start[u]``, ``extra_count[u]`` for ``neurons[u]``). Leaving Q and then
     entering P one pair at a time changes C by :math:`-\mathbf 1_Q`-terms and :math:`+\mathbf 1_P`-terms against
     the current set. The output of input j changes by :math:`\pm m^{-1/2} a_r z_{rj}(t+1)` (the linear step
-    counted an active pair's new pre-activation, or none for an inactive one). C and H are updated in parallel,
-    each part owning a range of rows (integer counts, H recomputed from them: the result does not depend on the
-    number of ``parts``); f and the flips serially. Returns the new flip count and clears the flags.
+    counted an active pair's new pre-activation, or none for an inactive one). C is updated in parallel, each
+    part owning a range of rows (integer counts: the result does not depend on the number of ``parts``); f and
+    the flips serially. Returns the new flip count and clears the flags.
     """
     n = f.shape[0]
     for p in numba.prange(parts):
@@ -500,18 +516,18 @@ def apply_crossings(neurons, start, n_act, n_listed, idx, init, zref, slop, cros
             for s in range(nq):
                 i = qlist[s]
                 for t in range(nk):
-                    _touch(i, kept[t], -1, C, H, Gp1, inv_m, rlo, rhi)
+                    _touch(i, kept[t], -1, C, rlo, rhi)
                 for t in range(s + 1, nq):
-                    _touch(i, qlist[t], -1, C, H, Gp1, inv_m, rlo, rhi)
-                _touch(i, i, -1, C, H, Gp1, inv_m, rlo, rhi)
+                    _touch(i, qlist[t], -1, C, rlo, rhi)
+                _touch(i, i, -1, C, rlo, rhi)
             # entries: the set grows from K to K ∪ P
             for s in range(npp):
                 i = plist[s]
                 for t in range(nk):
-                    _touch(i, kept[t], 1, C, H, Gp1, inv_m, rlo, rhi)
+                    _touch(i, kept[t], 1, C, rlo, rhi)
                 for t in range(s):
-                    _touch(i, plist[t], 1, C, H, Gp1, inv_m, rlo, rhi)
-                _touch(i, i, 1, C, H, Gp1, inv_m, rlo, rhi)
+                    _touch(i, plist[t], 1, C, rlo, rhi)
+                _touch(i, i, 1, C, rlo, rhi)
     for u in range(neurons.shape[0]):
         r = neurons[u]
         lo = start[r]
@@ -595,7 +611,7 @@ def exam_diff(Z, b, block, u0, old_ptr, old_idx, old_init, start, n_act, idx, cr
 
 @numba.njit(parallel=True, cache=True)
 def anchor_exam(Z, b, block, start, n_act, n_listed, idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw,
-                F, Dt, S, tau2_new, W, W0, b0, dist, Sd, bdist, Sb, G1):  # pragma: no cover - compiled
+                F, Dt, S, tau2_new, W, W0, b0, dist, Sd, bdist, Sb, X):  # pragma: no cover - compiled
     """Anchor the examined ``block`` at the current iterate: pre-activations of the listed pairs from Z, the
     rates (``_anchor``) with a fresh examination margin ``tau2_new``, and the exact distances from t = 0. The
     neurons are due at the next iterate (certified there, once the reference residual is known)."""
@@ -607,7 +623,7 @@ def anchor_exam(Z, b, block, start, n_act, n_listed, idx, zref, eref, E, xnorm, 
         tau2[r] = tau2_new
         moved2[r] = 0.0
         slop[r] = 0.0
-        _anchor(r, lo, n_act[r], n_listed[r], idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, G1,
+        _anchor(r, lo, n_act[r], n_listed[r], idx, zref, eref, E, xnorm, xmax, tau2, moved2, slop, mu, K, Kw, F, X,
                 True)
         Dt[r] = -INF
         dd = 0.0

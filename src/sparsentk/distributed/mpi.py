@@ -425,7 +425,7 @@ def train_sharded(
     X, y, lr, steps, method, progress
         As for :func:`sparsentk.train` (``method`` ``"dense"``, ``"sparse"``, ``"kernel"`` or ``"auto"``, which
         rank 0 resolves for the whole network as :func:`sparsentk.train` does; ``progress`` is shown by rank 0).
-        ``"kernel"`` holds the n × n arrays G + 1, H and C (20 n² bytes) on every rank.
+        ``"kernel"`` holds the n × n arrays G + 1 and C (12 n² bytes) on every rank.
     comm : mpi4py.MPI.Comm, optional
         Default ``MPI.COMM_WORLD``.
     checkpoint : path, optional
