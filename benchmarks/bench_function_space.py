@@ -88,7 +88,7 @@ def targets(quick: bool) -> None:
           stage_rows)
     print("Stages: the n × n product f ← f − ηH_A e; the certificate checks of the due neurons (from the residuals "
           "alone, with X_Aᵀ ΔE and X_Aᵀ ē and the near pairs exactly, or bringing up to date); applying crossings "
-          "to f, C and H_A; examinations against every input; the evaluation (loss, exact movement, "
+          "to f and the counts C; examinations against every input; the evaluation (loss, exact movement, "
           f"resynchronization every {RESYNC_EVERY} steps). Medians over the steps in which this engine ran (it "
           "hands over to the sparse engine when more than FALLBACK_FRACTION of the neurons are brought up to date "
           "at FALLBACK_PATIENCE consecutive steps).\n")
