@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 import sparsentk as snt  # noqa: E402
 from _common import header, table, unit_data  # noqa: E402
 from bench_training import torch_dense_steps  # noqa: E402
+from sparsentk import _function_space  # noqa: E402
 from sparsentk._function_space import RESYNC_EVERY, due_fraction, prefers_kernel  # noqa: E402
 
 STAGES = ("product_seconds", "check_seconds", "crossing_seconds", "exam_seconds", "evaluate_seconds")
@@ -207,8 +208,6 @@ def crossover(quick: bool) -> None:
 
 def crossings(quick: bool) -> None:
     header("Crossings per step in the benchmark problems: plain PyTorch dense GD against the kernel engine's count")
-    from sparsentk import _function_space
-
     n, d, width = (512, 64, 2**15) if quick else (2048, 128, 2**18)
     steps, long = (6, 30) if quick else (20, 200)
     X, y = unit_data(n, d, dtype=np.float32)

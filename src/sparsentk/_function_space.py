@@ -114,9 +114,10 @@ _STEP_SECONDS = ("product_seconds", "check_seconds", "crossing_seconds", "exam_s
 #: ``method="auto"`` picks ``"kernel"`` over ``"sparse"`` only when the estimated fraction of neurons that need
 #: attention per step (:func:`due_fraction`) is at most this: the measured crossover (``benchmarks/
 #: bench_function_space.py --only crossover`` and ``--only widths``, n = 2048, d = 128, float32). At B = 2.5 the
-#: kernel method is 2.4× and 1.5× as fast as the sparse one at counted fractions 0.12 and 0.16 (lr 0.05, widths
-#: 2^18 and 2^16) and 0.4–0.7× at 0.21–0.72; at B = 3, lr 2 it is 0.74–0.95× at 0.14 (width 2^22), where the
-#: rule errs toward ``"kernel"`` (steps there are large and crossing neurons a third of the due ones) ...
+#: kernel method is 2.4–2.5× and 1.5–2.0× as fast as the sparse one at counted fractions 0.12 and 0.16 (lr 0.05,
+#: widths 2^18 and 2^16, two runs) and 0.2–0.8× at 0.21–0.72; at B = 3, lr 2 it is 0.74–0.95× at 0.14 (width
+#: 2^22), where the rule errs toward ``"kernel"`` (steps there are large and crossing neurons a third of the due
+#: ones) ...
 AUTO_KERNEL_DUE = 0.18
 #: κ and α of :func:`due_fraction`.
 DUE_CONSTANT = 0.96
